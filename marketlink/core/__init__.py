@@ -1,0 +1,1 @@
+"""Pure types and logic: no asyncio, no I/O. Everything above builds on these values."""

@@ -1,0 +1,153 @@
+"""Trading rules: side-aware quantization, then validation after rounding.
+
+Rounding always moves an order toward the safe side: amounts down (never trade more than asked),
+buy prices down and sell prices up (never cross further than asked, never pay more). Validation
+runs on the rounded values, because a venue judges what it receives, not what we meant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+
+from marketlink.core.enums import OrderType, Side
+from marketlink.core.errors import ConfigError, RuleViolation
+
+_ZERO = Decimal(0)
+
+
+def floor_to(value: Decimal, step: Decimal) -> Decimal:
+    """Largest multiple of ``step`` not above ``value`` (exact; ``step`` > 0)."""
+    return _to_multiple(value, step, ROUND_FLOOR)
+
+
+def ceil_to(value: Decimal, step: Decimal) -> Decimal:
+    """Smallest multiple of ``step`` not below ``value`` (exact; ``step`` > 0)."""
+    return _to_multiple(value, step, ROUND_CEILING)
+
+
+def _to_multiple(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 60  # enough for any price/amount a venue sends; keeps the division exact
+        n = (value / step).to_integral_value(rounding=rounding)
+        return n * step
+
+
+@dataclass(frozen=True, slots=True)
+class TradingRule:
+    """What a venue accepts for one trading pair. ``None`` bounds mean "no limit"."""
+
+    trading_pair: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_order_size: Decimal = _ZERO
+    max_order_size: Decimal | None = None
+    min_notional: Decimal = _ZERO
+    max_notional: Decimal | None = None
+    market_step_size: Decimal | None = None
+    market_min_order_size: Decimal | None = None
+    market_max_order_size: Decimal | None = None
+    supports_limit_orders: bool = True
+    supports_market_orders: bool = True
+    supports_limit_maker_orders: bool = True
+    apply_min_notional_to_market: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("tick_size", "step_size"):
+            v = getattr(self, name)
+            if not isinstance(v, Decimal) or not v.is_finite() or v <= 0:
+                raise ConfigError(f"{self.trading_pair}: {name} must be a positive Decimal, got {v!r}")
+        if self.market_step_size is not None and self.market_step_size <= 0:
+            raise ConfigError(f"{self.trading_pair}: market_step_size must be positive")
+
+    # -- quantization -------------------------------------------------------------------------
+
+    def quantize_amount(self, amount: Decimal, order_type: OrderType = OrderType.LIMIT) -> Decimal:
+        step = self.step_size
+        if order_type is OrderType.MARKET and self.market_step_size is not None:
+            step = self.market_step_size
+        return floor_to(amount, step)
+
+    def quantize_price(self, price: Decimal, side: Side) -> Decimal:
+        """Toward the passive side: a buy never bids higher, a sell never asks lower."""
+        if side is Side.BUY:
+            return floor_to(price, self.tick_size)
+        return ceil_to(price, self.tick_size)
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def check(
+        self,
+        order_type: OrderType,
+        side: Side,
+        amount: Decimal,
+        price: Decimal | None,
+    ) -> RuleViolation | None:
+        """The first rule a (quantized) order breaks, or ``None``.
+
+        ``price`` is the limit price, or for a market order a reference price (best opposite
+        quote) used for the notional check; ``None`` skips the notional check for market orders.
+        """
+        pair = self.trading_pair
+        if order_type is OrderType.MARKET and not self.supports_market_orders:
+            return RuleViolation("order_type", None, None, f"{pair}: market orders not supported")
+        if order_type is OrderType.LIMIT and not self.supports_limit_orders:
+            return RuleViolation("order_type", None, None, f"{pair}: limit orders not supported")
+        if order_type is OrderType.LIMIT_MAKER and not self.supports_limit_maker_orders:
+            return RuleViolation("order_type", None, None, f"{pair}: limit maker not supported")
+        if not amount.is_finite() or amount <= 0:
+            return RuleViolation(
+                "amount_positive", amount, _ZERO,
+                f"{pair}: amount {amount} is not positive after rounding to step",
+            )
+        if order_type.is_limit and (price is None or not price.is_finite() or price <= 0):
+            return RuleViolation("price_positive", price, _ZERO, f"{pair}: price {price} is not positive")
+        lo, hi, step = self.min_order_size, self.max_order_size, self.step_size
+        if order_type is OrderType.MARKET:
+            lo = self.market_min_order_size if self.market_min_order_size is not None else lo
+            hi = self.market_max_order_size if self.market_max_order_size is not None else hi
+            step = self.market_step_size or step
+        if amount < lo:
+            return RuleViolation("min_order_size", amount, lo, f"{pair}: amount {amount} < minimum {lo}")
+        if hi is not None and amount > hi:
+            return RuleViolation("max_order_size", amount, hi, f"{pair}: amount {amount} > maximum {hi}")
+        if amount % step != 0:
+            return RuleViolation(
+                "step_size", amount, step, f"{pair}: amount {amount} not a multiple of {step}"
+            )
+        if price is not None and order_type.is_limit and price % self.tick_size != 0:
+            return RuleViolation(
+                "tick_size", price, self.tick_size,
+                f"{pair}: price {price} not a multiple of {self.tick_size}",
+            )
+        if price is None or (order_type is OrderType.MARKET and not self.apply_min_notional_to_market):
+            return None
+        notional = amount * price
+        if notional < self.min_notional:
+            return RuleViolation(
+                "min_notional", notional, self.min_notional,
+                f"{pair}: notional {notional} < minimum {self.min_notional}",
+            )
+        if self.max_notional is not None and notional > self.max_notional:
+            return RuleViolation(
+                "max_notional", notional, self.max_notional,
+                f"{pair}: notional {notional} > maximum {self.max_notional}",
+            )
+        return None
+
+    def prepare(
+        self,
+        order_type: OrderType,
+        side: Side,
+        amount: Decimal,
+        price: Decimal | None,
+    ) -> tuple[Decimal, Decimal | None]:
+        """Quantize then validate; returns the values to send or raises ``RuleViolation``."""
+        q_amount = self.quantize_amount(amount, order_type)
+        q_price = price
+        if price is not None and price.is_finite() and price > 0:
+            q_price = self.quantize_price(price, side) if order_type.is_limit else price
+        violation = self.check(order_type, side, q_amount, q_price)
+        if violation is not None:
+            raise violation
+        return q_amount, (q_price if order_type.is_limit else None)

@@ -33,6 +33,11 @@ class UnknownSymbol(MarketlinkError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the whole message again
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[type[UnknownSymbol], tuple[str, str]]:
+        # args holds only the message; without this, unpickling (multiprocessing, executors)
+        # calls __init__ with one argument and fails.
+        return type(self), (self.venue, self.symbol)
+
 
 class RuleViolation(MarketlinkError):
     """An order breaks a trading rule after quantization; it never left the process.
@@ -46,3 +51,9 @@ class RuleViolation(MarketlinkError):
         self.rule = rule
         self.value = value
         self.limit = limit
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[RuleViolation], tuple[str, Decimal | None, Decimal | None, str]]:
+        # Same reason as UnknownSymbol: args is only the message, __init__ needs all four.
+        return type(self), (self.rule, self.value, self.limit, str(self.args[0]))

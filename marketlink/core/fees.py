@@ -158,4 +158,5 @@ class TradeFee:
 
     def total_in(self, token: str, fees: Iterable[TokenAmount] | None = None) -> Decimal:
         """Sum of the flat parts charged in ``token`` (reported fees are all flat)."""
-        return sum((f.amount for f in (fees or self.flat_fees) if f.token == token), _ZERO)
+        source = self.flat_fees if fees is None else fees  # an explicit empty list means none
+        return sum((f.amount for f in source if f.token == token), _ZERO)

@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 from marketlink.core.errors import InvalidTradingPair, UnknownSymbol
 
-_ASSET = re.compile(r"^[A-Z0-9][A-Z0-9._]{0,31}$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline, which let "BTC\n-USDT" through.
+_ASSET = re.compile(r"^[A-Z0-9][A-Z0-9._]{0,31}\Z")
 
 
 class TradingPair(NamedTuple):

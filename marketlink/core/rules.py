@@ -26,11 +26,39 @@ def ceil_to(value: Decimal, step: Decimal) -> Decimal:
     return _to_multiple(value, step, ROUND_CEILING)
 
 
-def _to_multiple(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+def is_multiple(value: Decimal, step: Decimal) -> bool:
+    """Whether ``value`` is an exact multiple of ``step`` (finite values, ``step`` > 0)."""
+    vn, vd = value.as_integer_ratio()
+    sn, sd = step.as_integer_ratio()
+    return (vn * sd) % (vd * sn) == 0
+
+
+def exact_mul(a: Decimal, b: Decimal) -> Decimal:
+    """``a * b`` without rounding, whatever the context precision.
+
+    The default 28 digits round a notional such as 18-decimal amount times a 12-digit price, and
+    a rounded notional can pass a minimum the exact one fails.
+    """
+    if not (a.is_finite() and b.is_finite()):
+        return a * b
     with localcontext() as ctx:
-        ctx.prec = 60  # enough for any price/amount a venue sends; keeps the division exact
-        n = (value / step).to_integral_value(rounding=rounding)
-        return n * step
+        ctx.prec = len(a.as_tuple().digits) + len(b.as_tuple().digits)  # a product never has more
+        return a * b
+
+
+def _to_multiple(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    # Integer arithmetic on exact ratios: a Decimal division at any fixed precision fails
+    # (DivisionImpossible) or rounds once value/step has more digits than the context holds,
+    # e.g. a 12-digit amount of an 18-decimal token on the gateway.
+    if not value.is_finite():
+        return value  # NaN/Infinity pass through; check() reports them as a rule violation
+    vn, vd = value.as_integer_ratio()
+    sn, sd = step.as_integer_ratio()
+    num, den = vn * sd, vd * sn
+    n = num // den if rounding == ROUND_FLOOR else -(-num // den)
+    _, digits, exp = step.as_tuple()
+    coefficient = int("".join(map(str, digits)))
+    return Decimal(f"{n * coefficient}E{exp}")  # string construction is exact, never rounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +85,17 @@ class TradingRule:
             v = getattr(self, name)
             if not isinstance(v, Decimal) or not v.is_finite() or v <= 0:
                 raise ConfigError(f"{self.trading_pair}: {name} must be a positive Decimal, got {v!r}")
-        if self.market_step_size is not None and self.market_step_size <= 0:
-            raise ConfigError(f"{self.trading_pair}: market_step_size must be positive")
+        m = self.market_step_size
+        if m is not None and (not isinstance(m, Decimal) or not m.is_finite() or m <= 0):
+            raise ConfigError(f"{self.trading_pair}: market_step_size must be a positive Decimal, got {m!r}")
+        # A NaN bound would make every later comparison raise instead of answering.
+        for name in (
+            "min_order_size", "max_order_size", "min_notional", "max_notional",
+            "market_min_order_size", "market_max_order_size",
+        ):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, Decimal) or not v.is_finite() or v < 0):
+                raise ConfigError(f"{self.trading_pair}: {name} must be a Decimal >= 0, got {v!r}")
 
     # -- quantization -------------------------------------------------------------------------
 
@@ -100,7 +137,11 @@ class TradingRule:
                 "amount_positive", amount, _ZERO,
                 f"{pair}: amount {amount} is not positive after rounding to step",
             )
-        if order_type.is_limit and (price is None or not price.is_finite() or price <= 0):
+        # A market order's reference price must be sane too: a NaN would make the notional
+        # comparison raise instead of answering.
+        if (order_type.is_limit and price is None) or (
+            price is not None and (not price.is_finite() or price <= 0)
+        ):
             return RuleViolation("price_positive", price, _ZERO, f"{pair}: price {price} is not positive")
         lo, hi, step = self.min_order_size, self.max_order_size, self.step_size
         if order_type is OrderType.MARKET:
@@ -111,18 +152,18 @@ class TradingRule:
             return RuleViolation("min_order_size", amount, lo, f"{pair}: amount {amount} < minimum {lo}")
         if hi is not None and amount > hi:
             return RuleViolation("max_order_size", amount, hi, f"{pair}: amount {amount} > maximum {hi}")
-        if amount % step != 0:
+        if not is_multiple(amount, step):
             return RuleViolation(
                 "step_size", amount, step, f"{pair}: amount {amount} not a multiple of {step}"
             )
-        if price is not None and order_type.is_limit and price % self.tick_size != 0:
+        if price is not None and order_type.is_limit and not is_multiple(price, self.tick_size):
             return RuleViolation(
                 "tick_size", price, self.tick_size,
                 f"{pair}: price {price} not a multiple of {self.tick_size}",
             )
         if price is None or (order_type is OrderType.MARKET and not self.apply_min_notional_to_market):
             return None
-        notional = amount * price
+        notional = exact_mul(amount, price)
         if notional < self.min_notional:
             return RuleViolation(
                 "min_notional", notional, self.min_notional,

@@ -1,0 +1,532 @@
+"""OrderBook: venue strings in, exact levels and answers out.
+
+In h11's manner the same recorded stream is fed whole, one diff at a time, duplicated, and with
+a gap, and each way must end in the state (or the refusal) the venue's rule demands.
+"""
+
+from __future__ import annotations
+
+from decimal import Context
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+
+from marketlink.core import book as book_module
+from marketlink.core.book import (
+    BookDataError,
+    DiffResult,
+    OrderBook,
+    PrecisionError,
+    from_units,
+    scale_of,
+    to_units,
+)
+from marketlink.core.enums import Side
+from marketlink.core.errors import ConfigError, MarketlinkError
+from marketlink.core.rules import TradingRule
+from marketlink.core.sequence import SEQUENCE_RULES, Check, Verdict
+
+BUY, SELL = Side.BUY, Side.SELL
+R = DiffResult
+
+# A Binance spot stream, strings as Binance writes them (8 decimals on a 0.01 tick).
+SNAPSHOT: dict[str, Any] = {
+    "lastUpdateId": 100,
+    "bids": [["100.00000000", "1.00000000"], ["99.50000000", "2.00000000"], ["99.00000000", "3.00000000"]],
+    "asks": [["101.00000000", "1.50000000"], ["101.50000000", "2.50000000"], ["102.00000000", "4.00000000"]],
+}
+DIFFS: list[dict[str, Any]] = [
+    {"U": 95, "u": 100, "b": [["98.00000000", "9.00000000"]], "a": []},  # inside the snapshot: stale
+    {"U": 99, "u": 103, "b": [["100.00000000", "0.50000000"]], "a": [["101.00000000", "0.00000000"]]},
+    {"U": 104, "u": 104, "b": [["100.50000000", "1.25000000"]], "a": [["100.75000000", "0.40000000"]]},
+    {"U": 105, "u": 107, "b": [["99.00000000", "0"], ["42.00000000", "0"]], "a": [["103.00000000", "7"]]},
+]
+FINAL = {
+    "bids": {D("100.5"): D("1.25"), D("100"): D("0.5"), D("99.5"): D("2")},
+    "asks": {D("100.75"): D("0.4"), D("101.5"): D("2.5"), D("102"): D("4"), D("103"): D("7")},
+}
+
+
+def spot_book() -> OrderBook:
+    book = OrderBook(2, "binance_spot", "BTC-USDT")
+    assert book.apply_snapshot(SNAPSHOT["bids"], SNAPSHOT["asks"], SNAPSHOT["lastUpdateId"]) is R.APPLIED
+    return book
+
+
+def feed(book: OrderBook, diffs: list[dict[str, Any]]) -> list[DiffResult]:
+    return [book.apply_diff(d["b"], d["a"], d["U"], d["u"]) for d in diffs]
+
+
+# -- the same stream, four ways -------------------------------------------------------------------
+
+
+def test_one_diff_at_a_time() -> None:
+    book = spot_book()
+    assert feed(book, DIFFS[:1]) == [R.STALE]
+    assert book.to_dict()["bids"][D("99")] == D("3") and book.update_id == 100
+    assert feed(book, DIFFS[1:2]) == [R.APPLIED]
+    assert (book.best_bid(), book.best_ask(), book.update_id) == (D("100"), D("101.5"), 103)
+    assert feed(book, DIFFS[2:3]) == [R.APPLIED]
+    assert (book.best_bid(), book.best_ask()) == (D("100.5"), D("100.75"))
+    assert feed(book, DIFFS[3:]) == [R.APPLIED]
+    assert book.to_dict() == FINAL
+    assert book.in_sync and book.out_of_sync_reason == "" and book.update_id == 107
+
+
+def test_whole_stream_as_one_merged_diff() -> None:
+    """A diff spanning U..u is the union of the ones it covers, later values winning."""
+    merged: dict[str, dict[str, str]] = {"b": {}, "a": {}}
+    for d in DIFFS[1:]:
+        for side in ("b", "a"):
+            merged[side].update((p, q) for p, q in d[side])
+    book = spot_book()
+    result = book.apply_diff(
+        [list(x) for x in merged["b"].items()], [list(x) for x in merged["a"].items()], 99, 107
+    )
+    assert result is R.APPLIED
+    assert book.to_dict() == FINAL
+
+
+def test_every_diff_duplicated_is_harmless() -> None:
+    book = spot_book()
+    results = feed(book, [d for d in DIFFS for _ in range(2)])
+    assert results == [R.STALE, R.STALE, R.APPLIED, R.STALE, R.APPLIED, R.STALE, R.APPLIED, R.STALE]
+    assert book.to_dict() == FINAL and book.in_sync
+
+
+def test_a_missing_diff_stops_the_book_until_a_snapshot() -> None:
+    book = spot_book()
+    assert feed(book, [DIFFS[1], DIFFS[3]]) == [R.APPLIED, R.GAP]
+    assert not book.in_sync
+    assert "U=105" in book.out_of_sync_reason and "104" in book.out_of_sync_reason
+    before = book.to_dict()
+    assert feed(book, DIFFS) == [R.NOT_SYNCED] * 4  # refused, even the one that would fit
+    assert book.to_dict() == before and book.update_id == 103
+    # A fresh snapshot heals it; the stream then continues from the snapshot.
+    assert book.apply_snapshot([["100.00", "1"]], [["101.00", "1"]], 104) is R.APPLIED
+    assert book.in_sync and book.out_of_sync_reason == ""
+    assert feed(book, DIFFS[3:]) == [R.APPLIED]
+    assert book.to_dict() == {"bids": {D("100"): D("1")}, "asks": {D("101"): D("1"), D("103"): D("7")}}
+
+
+def test_first_diff_must_reach_the_snapshot() -> None:
+    book = spot_book()
+    assert book.apply_diff([], [], 102, 105) is R.GAP
+    assert "snapshot id 100" in book.out_of_sync_reason
+
+
+def test_diffs_before_any_snapshot_are_refused() -> None:
+    book = OrderBook(2, "binance_spot")
+    assert not book.in_sync and book.out_of_sync_reason == "no snapshot yet"
+    assert feed(book, DIFFS) == [R.NOT_SYNCED] * 4
+    assert book.best_bid() is None and book.best_ask() is None and book.mid() is None
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+def test_snapshot_replaces_never_merges() -> None:
+    book = spot_book()
+    assert book.apply_snapshot([["98.00", "1"]], [["103.00", "2"], ["104.00", "0"]], 200) is R.APPLIED
+    assert book.to_dict() == {"bids": {D("98"): D("1")}, "asks": {D("103"): D("2")}}  # zero skipped
+    assert book.update_id == 200
+
+
+def test_snapshot_with_a_price_twice_keeps_the_last_word() -> None:
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([["1.00", "1"], ["1.0", "2"], ["2.00", "3"], ["2", "0"]], [], 1)
+    assert book.to_dict()["bids"] == {D("1"): D("2")}
+
+
+def test_crossed_snapshot_is_installed_but_not_trusted() -> None:
+    book = OrderBook(2, "binance_spot")
+    assert book.apply_snapshot([["101.00", "1"]], [["100.00", "1"]], 5) is R.CROSSED
+    assert not book.in_sync
+    assert "crossed snapshot 5" in book.out_of_sync_reason and "101.00 >= best ask 100.00" in (
+        book.out_of_sync_reason
+    )
+    assert book.best_bid() == D("101")  # still there, for diagnosis
+
+
+def test_locked_book_counts_as_crossed() -> None:
+    book = spot_book()
+    assert book.apply_diff([["101.00", "1"]], [], 101, 101) is R.CROSSED
+    assert not book.in_sync and "crossed after diff u=101" in book.out_of_sync_reason
+    assert book.apply_diff([], [], 102, 102) is R.NOT_SYNCED
+
+
+# -- levels and spellings ---------------------------------------------------------------------------
+
+
+def test_spellings_of_one_price_are_one_level() -> None:
+    book = spot_book()
+    book.apply_diff([["100.1", "1"], ["100.10000000", "2"], ["100.10", "3"]], [], 101, 101)
+    assert book.rows(BUY, 1) == [(D("100.10"), D("3"))]
+    assert book.apply_diff([["100.100", "0"]], [], 102, 102) is R.APPLIED
+    assert book.best_bid() == D("100")
+
+
+def test_deleting_an_absent_level_is_normal() -> None:
+    book = spot_book()
+    assert book.apply_diff([["50.00", "0"]], [["500.00", "0.00000000"]], 101, 101) is R.APPLIED
+    assert book.level_count(BUY) == 3 and book.level_count(SELL) == 3 and book.in_sync
+
+
+def test_sizes_are_kept_exactly_as_sent() -> None:
+    book = spot_book()
+    book.apply_diff([["100.00", "0.123456789012345678901234567890"]], [], 101, 101)
+    assert book.rows(BUY, 1)[0][1] == D("0.123456789012345678901234567890")
+
+
+def test_inserts_and_deletes_keep_the_order() -> None:
+    book = OrderBook(0, "binance_spot")
+    book.apply_snapshot([], [], 0)
+    bids = [["5", "1"], ["1", "1"], ["9", "1"], ["3", "1"], ["7", "1"]]
+    asks = [["15", "1"], ["11", "1"], ["19", "1"], ["13", "1"]]
+    book.apply_diff(bids, asks, 1, 1)
+    book.apply_diff([["9", "0"], ["4", "2"]], [["11", "0"], ["12", "2"]], 2, 2)
+    assert [p for p, _ in book.rows(BUY)] == [7, 5, 4, 3, 1]
+    assert [p for p, _ in book.rows(SELL)] == [12, 13, 15, 19]
+    assert book.rows_units(SELL, 2) == [(12, D("2")), (13, D("1"))]
+    assert book.rows_units(BUY, 2) == [(7, D("1")), (5, D("1"))]
+
+
+def test_price_memo_is_bounded_and_never_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(book_module, "_CACHE_LIMIT", 4)
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([], [["1000.00", "1"]], 0)
+    for i in range(1, 30):
+        price = f"{i}.{i % 100:02d}"
+        assert book.apply_diff([[price, str(i)]], [], i, i) is R.APPLIED
+        assert len(book._bid_cache) <= 4
+    assert book.level_count(BUY) == 29
+    assert book.rows(BUY, 1) == [(D("29.29"), D("29"))]
+    # A memoized price deletes the level it names.
+    book.apply_diff([["29.29", "0"]], [], 30, 30)
+    assert book.best_bid() == D("28.28")
+
+
+# -- bad data -------------------------------------------------------------------------------------
+
+
+BAD_LEVELS = [
+    ["1.001", "1"],  # finer than the tick
+    ["-1.00", "1"],
+    ["1e2", "1"],
+    [" 1.00", "1"],
+    ["1_0.00", "1"],
+    ["0.00", "1"],  # zero price
+    ["1.00", "-1"],
+    ["1.00", "NaN"],
+    ["1.00", "Infinity"],
+    ["1.00", "1e31"],
+    ["1.00", "abc"],
+    ["1.00", 1.5],  # a float would be stored as its binary expansion
+    ["1.00", None],
+    [1.0, "1"],
+    ["1.00"],
+    ["1.00", "1", "extra"],
+    "1.00",
+    None,
+]
+
+
+@pytest.mark.parametrize("level", BAD_LEVELS)
+def test_bad_level_in_a_diff_raises_and_unsyncs(level: object) -> None:
+    book = spot_book()
+    with pytest.raises(BookDataError) as info:
+        book.apply_diff([level], [], 101, 101)  # type: ignore[list-item]
+    assert isinstance(info.value, MarketlinkError) and isinstance(info.value, ValueError)
+    assert not book.in_sync and "bad level in diff u=101" in book.out_of_sync_reason
+    assert book.apply_diff([], [], 102, 102) is R.NOT_SYNCED
+
+
+def test_precision_error_is_typed() -> None:
+    book = spot_book()
+    with pytest.raises(PrecisionError, match="3 decimals; this market allows 2"):
+        book.apply_diff([], [["101.005", "1"]], 101, 101)
+
+
+@pytest.mark.parametrize("level", BAD_LEVELS)
+def test_bad_level_in_a_snapshot_raises(level: object) -> None:
+    book = spot_book()
+    with pytest.raises(BookDataError):
+        book.apply_snapshot([["1.00", "1"]], [level], 300)  # type: ignore[list-item]
+    assert not book.in_sync and book.level_count(BUY) == 0
+
+
+def test_bad_snapshot_leaves_an_empty_unsynced_book() -> None:
+    book = spot_book()
+    with pytest.raises(PrecisionError):
+        book.apply_snapshot([["1.00", "1"]], [["2.001", "1"]], 300)
+    assert book.level_count(BUY) == 0 and book.level_count(SELL) == 0
+    assert not book.in_sync and "bad level in snapshot 300" in book.out_of_sync_reason
+    with pytest.raises(BookDataError):
+        book.apply_snapshot(None, [], 301)  # type: ignore[arg-type]
+
+
+# -- other venues' rules through the book ---------------------------------------------------------
+
+
+def test_binance_usdm_stream() -> None:
+    book = OrderBook(1, "binance_usdm")
+    book.apply_snapshot([["100.0", "1"]], [["101.0", "1"]], 1000)
+    assert book.apply_diff([["99.0", "1"]], [], 980, 999, 970) is R.STALE
+    assert book.apply_diff([["99.5", "1"]], [], 990, 1000, 985) is R.APPLIED  # u == id counts
+    assert book.apply_diff([["99.5", "2"]], [], 1001, 1010, 1000) is R.APPLIED
+    assert book.apply_diff([["99.5", "2"]], [], 1001, 1010, 1000) is R.STALE  # replay
+    assert book.apply_diff([], [["100.5", "3"]], 1020, 1030, 1010) is R.APPLIED
+    assert book.to_dict() == {
+        "bids": {D("100"): D("1"), D("99.5"): D("2")},
+        "asks": {D("100.5"): D("3"), D("101"): D("1")},
+    }
+    assert book.apply_diff([], [], 1040, 1050, 1035) is R.GAP
+    assert "pu=1035" in book.out_of_sync_reason
+
+
+def test_bybit_stream_with_a_restart() -> None:
+    book = OrderBook(2, "bybit")
+    assert book.apply_diff([["1.00", "1"]], [], 7, 7) is R.NOT_SYNCED
+    book.apply_snapshot([["16493.50", "0.006"]], [["16611.00", "0.029"]], 18521288)
+    assert book.apply_diff([["16493.50", "0"]], [["16600.00", "1"]], 18521290, 18521290) is R.APPLIED
+    assert book.apply_diff([["16000.00", "1"]], [], 18521290, 18521290) is R.STALE
+    # u == 1: the service restarted and this "delta" is the whole book.
+    assert book.apply_diff([["20.00", "1"]], [["21.00", "2"]], 1, 1) is R.RESET
+    assert book.to_dict() == {"bids": {D("20"): D("1")}, "asks": {D("21"): D("2")}}
+    assert book.update_id == 1 and book.in_sync
+    assert book.apply_diff([["20.00", "5"]], [], 2, 2) is R.APPLIED
+
+
+def test_bybit_restart_heals_an_unsynced_book() -> None:
+    book = OrderBook(2, "bybit")
+    assert book.apply_diff([["1.00", "1"]], [["2.00", "1"]], 1, 1) is R.RESET
+    assert book.in_sync and book.best_bid() == D("1")
+    book.mark_out_of_sync("stream silent for 30 s")
+    assert book.out_of_sync_reason == "stream silent for 30 s"
+    assert book.apply_diff([], [], 5, 5) is R.NOT_SYNCED
+    assert book.apply_diff([["1.50", "1"]], [["2.00", "1"]], 1, 1) is R.RESET and book.in_sync
+
+
+def test_bybit_full_gap_and_restart() -> None:
+    book = OrderBook(4, "bybit_full")
+    book.apply_snapshot([["0.4758", "2342.47"]], [["0.4760", "10"]], 278546)
+    assert book.apply_diff([["0.4757", "1735.35"]], [], 278547, 278547) is R.APPLIED
+    assert book.apply_diff([], [], 278549, 278549) is R.GAP
+    book.apply_snapshot([["0.4758", "1"]], [["0.4760", "1"]], 300000)
+    assert book.apply_diff([], [], 1, 1) is R.GAP and "u=1" in book.out_of_sync_reason
+
+
+def test_a_rule_may_answer_with_its_own_check_objects() -> None:
+    class Custom:
+        name = "custom"
+
+        def check(self, book_id: int, fresh: bool, first: int, final: int, pu: int | None) -> Check:
+            if final % 2:
+                return Check(Verdict.APPLY)
+            return Check(Verdict.GAP, "")
+
+    book = OrderBook(0, Custom())
+    book.apply_snapshot([["1", "1"]], [["3", "1"]], 0)
+    assert book.apply_diff([["2", "1"]], [], 1, 1) is R.APPLIED and book.best_bid() == D("2")
+    assert book.apply_diff([], [], 2, 2) is R.GAP and book.out_of_sync_reason == "sequence gap"
+
+
+def test_construction() -> None:
+    rule = TradingRule("ETH-USDT", tick_size=D("0.01"), step_size=D("0.00010000"))
+    book = OrderBook.for_rule(rule, "binance_spot")
+    assert book.price_scale == 2 and book.trading_pair == "ETH-USDT"
+    assert book.sequence is SEQUENCE_RULES["binance_spot"]
+    with pytest.raises(ConfigError):
+        OrderBook(2, "nope")
+    for bad in (-1, 64, 2.0):
+        with pytest.raises(ValueError, match="price_scale"):
+            OrderBook(bad, "bybit")  # type: ignore[arg-type]
+    assert "out of sync: no snapshot yet" in repr(OrderBook(2, "bybit"))
+    assert "in sync" in repr(spot_book()) and "best=100.00/101.00" in repr(spot_book())
+
+
+# -- numbers ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "scale", "units"),
+    [
+        ("123.45", 2, 12345),
+        ("0.00240000", 4, 24),
+        ("5", 2, 500),
+        ("5.", 2, 500),
+        (".5", 1, 5),
+        ("0", 3, 0),
+        ("16493.50", 1, 164935),
+        ("100", 0, 100),
+        ("1.10", 1, 11),
+    ],
+)
+def test_to_units(text: str, scale: int, units: int) -> None:
+    assert to_units(text, scale) == units
+    assert from_units(units, scale) == D(text)
+
+
+@pytest.mark.parametrize("text", ["", ".", "-1", "+1", "1e5", "1.2.3", " 1", "1 ", "1_0", "١", "²", "abc"])
+def test_to_units_refuses_anything_but_plain_decimals(text: str) -> None:
+    with pytest.raises(BookDataError) as info:
+        to_units(text, 2)
+    assert not isinstance(info.value, PrecisionError)
+
+
+def test_to_units_refuses_non_strings_and_absurd_lengths() -> None:
+    for bad in (None, 1.5, b"1.5", "9" * 5000):
+        with pytest.raises(BookDataError):
+            to_units(bad, 2)  # type: ignore[arg-type]
+
+
+def test_from_units_is_exact_at_any_size() -> None:
+    big = 10**60 + 1
+    assert str(from_units(big, 8)) == "1" + "0" * 52 + ".00000001"  # 61 digits, none rounded
+    assert str(from_units(12345, 2)) == "123.45"
+
+
+@pytest.mark.parametrize(
+    ("step", "scale"),
+    [("0.01", 2), ("0.00001000", 5), ("1", 0), ("10", 0), ("0.5", 1), ("1E-8", 8), ("0.10", 1)],
+)
+def test_scale_of(step: str, scale: int) -> None:
+    assert scale_of(D(step)) == scale
+
+
+@pytest.mark.parametrize("step", [D(0), D(-1), D("NaN"), D("Infinity"), 0.01])
+def test_scale_of_refuses_non_steps(step: object) -> None:
+    with pytest.raises(ValueError):
+        scale_of(step)  # type: ignore[arg-type]
+
+
+# -- queries ----------------------------------------------------------------------------------------
+
+
+def depth_book() -> OrderBook:
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot(
+        [["100.00", "1"], ["99.00", "2"], ["98.00", "3"]],
+        [["101.00", "1"], ["102.00", "2"], ["103.00", "3"]],
+        1,
+    )
+    return book
+
+
+def test_top_of_book() -> None:
+    book = depth_book()
+    assert (book.best_bid(), book.best_ask(), book.mid()) == (D("100"), D("101"), D("100.5"))
+    assert (book.best_bid_units(), book.best_ask_units()) == (10000, 10100)
+    assert str(book.best_bid()) == "100.00"
+    book.apply_diff([["100.01", "1"]], [], 2, 2)
+    assert book.mid() == D("100.505")  # exact, one digit finer than the tick
+
+
+def test_rows_and_exports() -> None:
+    book = depth_book()
+    assert book.rows(BUY, 2) == [(D("100"), D("1")), (D("99"), D("2"))]
+    assert book.rows(SELL, 10) == [(D("101"), D("1")), (D("102"), D("2")), (D("103"), D("3"))]
+    assert book.rows(SELL, 0) == [] and book.rows(BUY, -1) == []
+    levels = book.levels()
+    assert levels.bids == book.rows(BUY) and levels.asks == book.rows(SELL)
+    assert book.to_dict()["asks"] == {D("101"): D("1"), D("102"): D("2"), D("103"): D("3")}
+
+
+def test_one_side_empty() -> None:
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([["100.00", "1"]], [], 1)
+    assert book.best_ask() is None and book.best_ask_units() is None and book.mid() is None
+    assert book.price_for_volume(True, D("1")) is None
+    assert book.price_for_quote_volume(True, D("1")) is None
+    assert book.vwap_for_volume(True, D("1")) == (None, D(0))
+    assert book.volume_for_price(True, D("1000")) == 0
+    assert book.vwap_for_volume(False, D("0.5")) == (D("100"), D("0.5"))
+
+
+@pytest.mark.parametrize(
+    ("is_buy", "volume", "price"),
+    [
+        (True, "0.5", "101"),
+        (True, "1", "101"),  # exactly the first level
+        (True, "1.00000001", "102"),
+        (True, "6", "103"),  # the whole side
+        (True, "6.1", None),  # more than the side holds: no honest price
+        (False, "3", "99"),
+        (False, "3.5", "98"),
+    ],
+)
+def test_price_for_volume(is_buy: bool, volume: str, price: str | None) -> None:
+    expected = None if price is None else D(price)
+    assert depth_book().price_for_volume(is_buy, D(volume)) == expected
+
+
+def test_vwap_for_volume() -> None:
+    book = depth_book()
+    q34 = Context(prec=34).divide  # a VWAP is a quotient, rounded half-even to 34 digits
+    assert book.vwap_for_volume(True, D("1")) == (D("101"), D("1"))
+    assert book.vwap_for_volume(True, D("3")) == (q34(D(305), 3), D("3"))  # (101 + 2*102) / 3
+    assert str(book.vwap_for_volume(True, D("3"))[0]) == "101.6666666666666666666666666666667"
+    assert book.vwap_for_volume(True, D("2")) == (D("101.5"), D("2"))  # half the second level
+    vwap, filled = book.vwap_for_volume(True, D("1.5"))
+    assert filled == D("1.5") and vwap == q34(D("152"), D("1.5"))  # (101 + 0.5*102) / 1.5
+    assert book.vwap_for_volume(True, D("100")) == (q34(D(614), 6), D("6"))  # partial fill
+    assert book.vwap_for_volume(False, D("5")) == (D("98.8"), D("5"))  # (100 + 2*99 + 2*98) / 5
+
+
+def test_volume_for_price() -> None:
+    book = depth_book()
+    assert book.volume_for_price(True, D("100.99")) == 0
+    assert book.volume_for_price(True, D("101")) == D("1")
+    assert book.volume_for_price(True, D("102.5")) == D("3")
+    assert book.volume_for_price(True, D("1000")) == D("6")
+    assert book.volume_for_price(False, D("99")) == D("3")
+    assert book.volume_for_price(False, D("99.000001")) == D("1")
+    assert book.quote_volume_for_price(True, D("102")) == D("305")
+    assert book.quote_volume_for_price(False, D("98")) == D("100") + D("198") + D("294")
+
+
+def test_price_for_quote_volume() -> None:
+    book = depth_book()
+    assert book.price_for_quote_volume(True, D("101")) == D("101")
+    assert book.price_for_quote_volume(True, D("101.01")) == D("102")
+    assert book.price_for_quote_volume(False, D("592")) == D("98")
+    assert book.price_for_quote_volume(False, D("592.01")) is None
+
+
+@pytest.mark.parametrize("bad", [D(0), D(-1), D("NaN"), D("Infinity"), 1])
+def test_queries_refuse_nonsense_amounts(bad: object) -> None:
+    book = depth_book()
+    for call in (
+        book.price_for_volume,
+        book.vwap_for_volume,
+        book.price_for_quote_volume,
+        book.volume_for_price,
+        book.quote_volume_for_price,
+    ):
+        with pytest.raises(ValueError, match="positive finite Decimal"):
+            call(True, bad)  # type: ignore[arg-type]
+
+
+# -- trades -----------------------------------------------------------------------------------------
+
+
+def test_last_trade_is_the_latest_by_time() -> None:
+    book = OrderBook(2, "bybit")
+    assert book.last_trade is None
+    t1 = book.record_trade(D("100.5"), D("0.1"), BUY, "a1", 1000.0)
+    assert book.last_trade is t1 and t1.side is BUY and t1.price == D("100.5")
+    late = book.record_trade(D("99"), D("1"), SELL, "a0", 999.0)
+    assert late.trade_id == "a0" and book.last_trade is t1  # a late message never rolls back
+    t2 = book.record_trade(D("101"), D("2"), SELL, 7, 1000.0)
+    assert book.last_trade is t2
+
+
+@pytest.mark.parametrize(
+    ("price", "size"), [(D(0), D(1)), (D(1), D(-1)), (D("NaN"), D(1)), (1.5, D(1)), (D(1), "1")]
+)
+def test_bad_trade_is_refused(price: object, size: object) -> None:
+    book = OrderBook(2, "bybit")
+    with pytest.raises(BookDataError):
+        book.record_trade(price, size, BUY, "x", 1.0)  # type: ignore[arg-type]
+    assert book.last_trade is None

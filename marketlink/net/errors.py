@@ -83,10 +83,13 @@ class RateLimited(VenueError):
 
 
 class IpBanned(VenueError):
-    """Banned (HTTP 418, Bybit 403) until ``until`` (epoch seconds, our clock).
+    """Banned (HTTP 418, Bybit 403) for ``retry_after`` more seconds.
 
-    Raised by the venue, or locally by the throttler's circuit breaker (``local=True``) when a
-    new order is attempted while the ban holds; reads are not refused.
+    Raised by the venue, or locally by the throttler's circuit breaker (``local=True``) when an
+    order is attempted while the ban holds; reads are not refused (the HTTP client holds them until
+    the ban ends). ``until`` is set on local refusals only: the ban's end on the throttler clock's
+    time line (monotonic seconds, as ``Clock.time`` counts them), not an epoch time, so compare it
+    with that clock only.
     """
 
     def __init__(

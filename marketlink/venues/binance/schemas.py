@@ -1,0 +1,150 @@
+"""Binance Spot payloads as frozen msgspec structs, in Binance's own field spelling.
+
+They are the first of two pure decoding steps (NautilusTrader's way): a decoded JSON object is
+checked against one of these, so a missing field or a wrong type fails here with the field's
+path. Money fields are ``str`` on purpose: Binance sends strings, and a number in their place
+(which would have to pass through a float somewhere upstream) is refused rather than trusted.
+The codec then turns each struct into core values. Unknown fields are ignored (Binance adds them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+Level = tuple[str, str]  # [price, quantity]
+
+
+class ServerTime(msgspec.Struct, frozen=True):
+    serverTime: int
+
+
+class Symbol(msgspec.Struct, frozen=True):  # one entry of exchangeInfo.symbols
+    symbol: str
+    status: str
+    baseAsset: str
+    quoteAsset: str
+    orderTypes: list[str]
+    filters: list[dict[str, Any]]
+    isSpotTradingAllowed: bool = True
+
+
+class TickerPrice(msgspec.Struct, frozen=True):
+    symbol: str
+    price: str
+
+
+class Depth(msgspec.Struct, frozen=True):  # GET /api/v3/depth
+    lastUpdateId: int
+    bids: list[Level]
+    asks: list[Level]
+
+
+class DepthUpdate(msgspec.Struct, frozen=True):  # <symbol>@depth[@100ms]
+    E: int  # event time
+    s: str
+    U: int  # first update id in the event
+    u: int  # final update id in the event
+    b: list[Level]
+    a: list[Level]
+
+
+class Trade(msgspec.Struct, frozen=True):  # <symbol>@trade
+    s: str
+    t: int  # trade id
+    p: str
+    q: str
+    T: int  # trade time
+    m: bool  # the buyer is the maker: the taker sold
+
+
+class BookTicker(msgspec.Struct, frozen=True):  # <symbol>@bookTicker (spot: no e/E)
+    u: int
+    s: str
+    b: str
+    B: str
+    a: str
+    A: str
+
+
+class Fill(msgspec.Struct, frozen=True):  # one entry of a FULL order response's fills
+    price: str
+    qty: str
+    commission: str
+    commissionAsset: str
+    tradeId: int
+
+
+class Order(msgspec.Struct, frozen=True):  # order placement (RESULT/FULL), cancel, query, open orders
+    symbol: str
+    orderId: int
+    clientOrderId: str
+    price: str
+    origQty: str
+    executedQty: str
+    cummulativeQuoteQty: str
+    status: str
+    type: str
+    side: str
+    timeInForce: str = "GTC"
+    origClientOrderId: str | None = None  # cancel only: the canceled order's id
+    transactTime: int | None = None  # placement, cancel
+    updateTime: int | None = None  # query, open orders
+    fills: list[Fill] = []
+
+
+class MyTrade(msgspec.Struct, frozen=True):  # GET /api/v3/myTrades
+    symbol: str
+    id: int
+    orderId: int
+    price: str
+    qty: str
+    quoteQty: str
+    commission: str
+    commissionAsset: str
+    time: int
+    isBuyer: bool
+    isMaker: bool
+
+
+class AssetBalance(msgspec.Struct, frozen=True):
+    asset: str
+    free: str
+    locked: str
+
+
+class Account(msgspec.Struct, frozen=True):  # GET /api/v3/account
+    updateTime: int
+    balances: list[AssetBalance]
+
+
+class ExecutionReport(msgspec.Struct, frozen=True):  # user stream
+    s: str
+    c: str  # client order id (for a cancel: the cancel request's own id)
+    S: str  # side
+    x: str  # execution type: what just happened
+    X: str  # order status after it
+    r: str  # reject reason
+    i: int  # order id
+    last_qty: str = msgspec.field(name="l")
+    z: str  # cumulative filled quantity
+    L: str  # last executed price
+    n: str  # commission of this fill
+    T: int  # transaction time
+    t: int  # trade id (-1 when not a trade)
+    m: bool  # this fill was the maker side
+    C: str | None = None  # original client order id: the order a cancel canceled ("" otherwise)
+    N: str | None = None  # commission asset (null without a fill)
+    Y: str | None = None  # last quote quantity
+
+
+class PositionBalance(msgspec.Struct, frozen=True):
+    a: str
+    f: str  # free
+    locked: str = msgspec.field(name="l")
+
+
+class AccountPosition(msgspec.Struct, frozen=True):  # outboundAccountPosition
+    u: int  # time of the last account update
+    B: list[PositionBalance]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from marketlink import __version__
+from marketlink.cli.sandbox_cmd import sandbox
 
 app = typer.Typer(
     name="marketlink",
@@ -18,6 +19,9 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"marketlink {__version__}")
         raise typer.Exit()
+
+
+app.command(name="sandbox")(sandbox)
 
 
 @app.callback()

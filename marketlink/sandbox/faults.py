@@ -115,7 +115,10 @@ class Faults:
         self._count("drop_streams")
 
     def stall_streams(self, until_ms: int, kind: StreamKind = StreamKind.ANY) -> None:
-        """Send nothing (no data, no pings) on sockets of ``kind`` until sandbox time ``until_ms``."""
+        """Hold every message of ``kind`` until sandbox time ``until_ms`` (held, not lost).
+
+        A socket carrying several kinds keeps delivering the others; it stops answering pings
+        only when every kind it carries is stalled (a silent connection, as a stuck venue)."""
         for k in _kinds(kind):
             self._stall_until_ms[k] = until_ms
 

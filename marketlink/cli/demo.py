@@ -1,155 +1,145 @@
-"""The interim main job: a simulated market mirrored through marketlink's own order book.
+"""The interim main job: the Binance connector trading on the embedded sandbox.
 
-Until the Binance connector and the sandbox's wire front-end are wired together, this runs what
-already exists end to end, in-process: the sandbox's exchange engine with its seeded market flow,
-and a client-side ``OrderBook`` kept in sync from the engine's depth diffs under the Binance spot
-sequence rule. Every second it compares the mirrored book with the exchange's ground truth; any
-disagreement is a bug, reported and counted (exit status 1).
+Until the strategy framework lands (it brings pure market making as the real main job), this runs
+everything that exists end to end, over real sockets on 127.0.0.1: the sandbox exchange with its
+market flow speaking Binance's protocol, and marketlink's ``SpotConnector`` with the Binance
+codec on the demo account. It keeps one small bid and one small ask at the top of the book,
+re-quotes whichever fills, shows the live book, balances and orders, then cancels everything
+and prints a summary. Exit status 1 if the connector's balances disagree with the exchange's.
 """
 
 from __future__ import annotations
 
-import sys
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from marketlink.core.book import DiffResult, OrderBook
-from marketlink.core.enums import Side
-from marketlink.core.rules import TradingRule
-from marketlink.sandbox.exchange import Exchange, FlowConfig, MarketFlow, MarketSpec
+from marketlink.core.credentials import Credentials
+from marketlink.core.enums import OrderType, Side
+from marketlink.core.events import Event, OrderCompleted, OrderCreated, OrderFailed, OrderFilled
+from marketlink.engine.connector import SpotConnector
+from marketlink.engine.context import ConnectorConfig
+from marketlink.sandbox.config import SandboxConfig
+from marketlink.sandbox.server import Sandbox
+from marketlink.venues.binance import VENUE, local_endpoints
 
-SYMBOL = "BTCUSDT"
 PAIR = "BTC-USDT"
+AMOUNT = Decimal("0.01")
 
 
 @dataclass
-class DemoStats:
-    steps: int = 0
-    diffs: int = 0
-    level_updates: int = 0
-    trades: int = 0
-    checks: int = 0
-    mismatches: int = 0
-    resyncs: int = 0
+class Tally:
+    created: int = 0
+    fills: int = 0
+    completed: int = 0
+    failed: int = 0
+    volume_base: Decimal = Decimal(0)
+    volume_quote: Decimal = Decimal(0)
+    fees: dict[str, Decimal] = field(default_factory=dict)
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, OrderCreated):
+            self.created += 1
+        elif isinstance(event, OrderFilled):
+            self.fills += 1
+            self.volume_base += event.amount
+            self.volume_quote += event.quote_amount
+            for fee in event.fee_amounts:
+                self.fees[fee.token] = self.fees.get(fee.token, Decimal(0)) + fee.amount
+        elif isinstance(event, OrderCompleted):
+            self.completed += 1
+        elif isinstance(event, OrderFailed):
+            self.failed += 1
 
 
-def _levels(levels: tuple[tuple[Decimal, Decimal], ...]) -> list[tuple[str, str]]:
-    # The venue sends strings; feed the book exactly what a wire codec would hand it.
-    return [(str(p), str(q)) for p, q in levels]
+def _quote(conn: SpotConnector) -> None:
+    """Keep one bid at the best bid and one ask at the best ask."""
+    sides = {o.side for o in conn.in_flight_orders().values()}
+    bid, ask = conn.best_bid(PAIR), conn.best_ask(PAIR)
+    if Side.BUY not in sides and bid is not None:
+        conn.buy(PAIR, AMOUNT, OrderType.LIMIT_MAKER, bid)
+    if Side.SELL not in sides and ask is not None:
+        conn.sell(PAIR, AMOUNT, OrderType.LIMIT_MAKER, ask)
 
 
-def _build(seed: int) -> tuple[Exchange, MarketFlow, OrderBook, TradingRule]:
-    spec = MarketSpec(
-        symbol=SYMBOL, base="BTC", quote="USDT", tick_size=Decimal("0.01"),
-        step_size=Decimal("0.00001"), min_qty=Decimal("0.00001"), max_qty=Decimal("9000"),
-        min_notional=Decimal("5"),
+def _view(conn: SpotConnector, tally: Tally, elapsed: float) -> Group:
+    book = Table(title=f"{PAIR} on the sandbox ({elapsed:.0f}s)")
+    for col in ("bid size", "bid", "ask", "ask size"):
+        book.add_column(col, justify="right")
+    for (bp, bq), (ap, aq) in zip(conn.book_rows(PAIR, Side.BUY, 5), conn.book_rows(PAIR, Side.SELL, 5),
+                                  strict=False):
+        book.add_row(str(bq), f"[green]{bp}[/]", f"[red]{ap}[/]", str(aq))
+    orders = Table(title="our orders")
+    for col in ("id", "side", "price", "amount", "state"):
+        orders.add_column(col)
+    for o in conn.in_flight_orders().values():
+        orders.add_row(o.client_order_id, o.side.value, str(o.price), str(o.amount), o.state.value)
+    bal = conn.balances()
+    summary = (
+        f"BTC {bal['BTC'].total if 'BTC' in bal else 0} · USDT {bal['USDT'].total if 'USDT' in bal else 0} · "
+        f"created {tally.created} · fills {tally.fills} · completed {tally.completed}"
     )
-    exchange = Exchange([spec])
-    flow = MarketFlow(exchange, FlowConfig.for_prices({SYMBOL: "30000"}, seed=seed))
-    rule = TradingRule(PAIR, tick_size=spec.tick_size, step_size=spec.step_size,
-                       min_order_size=spec.min_qty, min_notional=spec.min_notional)
-    book = OrderBook.for_rule(rule, "binance_spot")
-    return exchange, flow, book, rule
+    return Group(book, orders, summary)
 
 
-def _snapshot(exchange: Exchange, book: OrderBook, stats: DemoStats) -> None:
-    snap = exchange.depth(SYMBOL, None)
-    book.apply_snapshot(_levels(snap.bids), _levels(snap.asks), snap.last_update_id)
-    stats.resyncs += 1
-
-
-def _agrees(exchange: Exchange, book: OrderBook) -> bool:
-    truth = exchange.depth(SYMBOL, None)
-    mine = book.to_dict()
-    return (
-        {p: q for p, q in truth.bids} == mine["bids"] and {p: q for p, q in truth.asks} == mine["asks"]
-    )
-
-
-def step(exchange: Exchange, flow: MarketFlow, book: OrderBook, stats: DemoStats, now_ms: int) -> None:
-    """One 100 ms tick: the market moves, the mirrored book follows, and trades are counted."""
-    flow.step(now_ms)
-    stats.steps += 1
-    diff = exchange.drain_depth_changes(SYMBOL)
-    if diff is not None:
-        stats.diffs += 1
-        stats.level_updates += len(diff.bids) + len(diff.asks)
-        result = book.apply_diff(
-            _levels(diff.bids), _levels(diff.asks), diff.first_update_id, diff.last_update_id
-        )
-        if result in (DiffResult.GAP, DiffResult.CROSSED, DiffResult.NOT_SYNCED):
-            _snapshot(exchange, book, stats)
-    stats.trades = len(exchange.recent_trades(SYMBOL, 1000))
-
-
-def _table(book: OrderBook, stats: DemoStats, elapsed: float) -> Table:
-    table = Table(title=f"marketlink · sandbox {PAIR} mirrored through OrderBook ({elapsed:.0f}s)")
-    table.add_column("bid size", justify="right")
-    table.add_column("bid", justify="right", style="green")
-    table.add_column("ask", justify="right", style="red")
-    table.add_column("ask size", justify="right")
-    for (bp, bq), (ap, aq) in zip(book.rows(Side.BUY, 5), book.rows(Side.SELL, 5), strict=False):
-        table.add_row(str(bq), str(bp), str(ap), str(aq))
-    table.caption = (
-        f"update id {book.update_id} · in sync {book.in_sync} · diffs {stats.diffs} · "
-        f"level updates {stats.level_updates} · checks {stats.checks} · mismatches {stats.mismatches}"
-    )
-    return table
-
-
-def run_demo(duration: float, seed: int, *, realtime: bool = True, console: Console | None = None) -> int:
-    """Run for ``duration`` seconds of market time; returns the process exit status."""
-    console = console or Console()
-    exchange, flow, book, _ = _build(seed)
-    stats = DemoStats()
-    start_ms = 1_700_000_000_000
-    _snapshot(exchange, book, stats)
-    steps = max(1, int(duration * 10))
-    live = console.is_terminal and realtime
-    wall0 = time.monotonic()
-    view = Live(_table(book, stats, 0), console=console, refresh_per_second=10) if live else None
-    if view is not None:
-        view.start()
-    else:
-        console.print("interim main job: sandbox market flow mirrored through marketlink's OrderBook")
-    try:
-        for i in range(1, steps + 1):
-            now_ms = start_ms + i * 100
-            step(exchange, flow, book, stats, now_ms)
-            if i % 10 == 0:
-                stats.checks += 1
-                if not _agrees(exchange, book):
-                    stats.mismatches += 1
-                if view is not None:
-                    view.update(_table(book, stats, i / 10))
-                else:
+async def run_async(duration: float, seed: int, console: Console) -> int:
+    async with Sandbox(SandboxConfig(seed=seed)) as sb:
+        creds = Credentials(sb.demo_credentials.api_key, sb.demo_credentials.api_secret)
+        conn = SpotConnector(VENUE, [PAIR], creds, endpoints=local_endpoints(sb.base_url),
+                             config=ConnectorConfig(client_id_prefix="mlrun", seed=seed))
+        tally = Tally()
+        conn.bus.subscribe_callback(tally.on_event)
+        await conn.start(timeout=30)
+        start_balances = {a: b.total for a, b in conn.balances().items()}
+        console.print(f"interim main job: Binance connector on the sandbox at {sb.base_url} (demo account)")
+        live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+        t0 = time.monotonic()
+        last_line = 0.0
+        try:
+            if live is not None:
+                live.start()
+            while (elapsed := time.monotonic() - t0) < duration:
+                if conn.ready:
+                    _quote(conn)
+                if live is not None:
+                    live.update(_view(conn, tally, elapsed))
+                elif elapsed - last_line >= 1.0:
+                    last_line = elapsed
                     console.print(
-                        f"t={i / 10:5.1f}s bid={book.best_bid()} ask={book.best_ask()} "
-                        f"update_id={book.update_id} in_sync={book.in_sync} diffs={stats.diffs} "
-                        f"trades={stats.trades} mismatches={stats.mismatches}"
+                        f"t={elapsed:5.1f}s bid={conn.best_bid(PAIR)} ask={conn.best_ask(PAIR)} "
+                        f"orders={len(conn.in_flight_orders())} fills={tally.fills}"
                     )
-            if realtime:
-                delay = wall0 + i / 10 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                await asyncio.sleep(0.25)
+        finally:
+            if live is not None:
+                live.stop()
+            results = await conn.stop(cancel_orders=True, timeout=10)
+        truth = {b.asset: b.free + b.locked for b in sb.exchange.balances(sb.demo_credentials.account)}
+        mine = {a: b.total for a, b in conn.balances().items()}
+        agree = all(mine.get(a, Decimal(0)) == truth.get(a, Decimal(0)) for a in ("BTC", "USDT"))
+        console.print(
+            f"done: {tally.created} orders created, {tally.fills} fills, {tally.completed} completed, "
+            f"{tally.failed} failed, {len(results)} cancelled at stop; volume {tally.volume_base} BTC / "
+            f"{tally.volume_quote} USDT; fees {_fees(tally)}"
+        )
+        for asset in ("BTC", "USDT"):
+            before, after = start_balances.get(asset), mine.get(asset)
+            console.print(f"  {asset}: {before} -> {after} (exchange {truth.get(asset)})")
+        console.print("balances agree with the exchange" if agree else "balances DISAGREE with the exchange")
+        return 0 if agree else 1
+
+
+def _fees(tally: Tally) -> str:
+    return ", ".join(f"{v} {k}" for k, v in tally.fees.items()) or "none"
+
+
+def run_demo(duration: float, seed: int, *, console: Console | None = None) -> int:
+    try:
+        return asyncio.run(run_async(duration, seed, console or Console()))
     except KeyboardInterrupt:
-        pass
-    finally:
-        if view is not None:
-            view.stop()
-    verdict = "agrees with" if stats.mismatches == 0 else "DISAGREES with"
-    console.print(
-        f"done: {stats.steps} steps, {stats.diffs} diffs, {stats.level_updates} level updates, "
-        f"{stats.checks} checks; the mirrored book {verdict} the exchange "
-        f"({stats.mismatches} mismatches, {stats.resyncs} snapshots)"
-    )
-    return 0 if stats.mismatches == 0 else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_demo(10.0, 7))
+        return 130

@@ -35,7 +35,7 @@ def main(
 
 @app.command()
 def run(
-    duration: float = typer.Option(10.0, "--duration", min=0.1, help="Seconds to run."),
+    duration: float = typer.Option(30.0, "--duration", min=0.1, help="Seconds to run."),
     seed: int = typer.Option(7, "--seed", help="Seed of the simulated market."),
 ) -> None:
     """Run the main job on the embedded sandbox."""

@@ -285,6 +285,34 @@ class OrderTracker:
             )
         )
 
+    def process_placement_not_found(self, client_order_id: str, timestamp: float) -> list[OrderEvent]:
+        """A query settling an UNKNOWN placement answered "not found".
+
+        Counted like ``process_order_not_found``, but after ``lost_after`` answers in a row an
+        order the venue never acknowledged is FAILED ("never reached the venue"): nothing of it
+        was ever seen, so it holds no funds and no fills, and calling it lost would keep a ghost
+        polled forever. The caller must only count answers given after the placement could no
+        longer execute (the venue's receive window has passed), or a slow request could still
+        land after we declared it failed. Any other order takes the ``process_order_not_found``
+        path (an acknowledged one becomes LOST).
+        """
+        order = self._orders.get(client_order_id)
+        if order is None or order.state is not OrderState.UNKNOWN or order.acknowledged:
+            return self.process_order_not_found(client_order_id, timestamp)
+        self.counters.not_found += 1
+        order.not_found_count += 1
+        if order.not_found_count < self.lost_after:
+            return []
+        return self.process_order_update(
+            OrderUpdate(
+                trading_pair=order.trading_pair,
+                timestamp=timestamp,
+                new_state=OrderState.FAILED,
+                client_order_id=client_order_id,
+                reason=f"never reached the venue (not found {order.not_found_count} times in a row)",
+            )
+        )
+
     def mark_unknown(self, client_order_id: str, timestamp: float, reason: str) -> list[OrderEvent]:
         """Placement timed out or broke in transport: UNKNOWN until a query settles it."""
         order = self._orders.get(client_order_id)

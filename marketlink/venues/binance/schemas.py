@@ -50,6 +50,11 @@ class DepthUpdate(msgspec.Struct, frozen=True):  # <symbol>@depth[@100ms]
     a: list[Level]
 
 
+class DepthFrame(msgspec.Struct, frozen=True):  # /stream: {"stream": "<symbol>@depth@100ms", "data": ...}
+    stream: str
+    data: DepthUpdate
+
+
 class Trade(msgspec.Struct, frozen=True):  # <symbol>@trade
     s: str
     t: int  # trade id

@@ -1,0 +1,118 @@
+"""Balances: the venue's word when we have it, our own accounting in between.
+
+Authoritative values come from REST snapshots and pushed account updates. Between two of them
+the engine moves balances itself from order events (an order resting locks funds, a fill moves
+base and quote and takes its fee, a cancel unlocks what was left), so a strategy never sizes an
+order on a balance that ignores its own last fill.
+
+Double counting is avoided by time: each asset remembers the venue timestamp of its last
+authoritative value, and a local adjustment stamped at or before it is already included in it
+and is skipped. (Event timestamps are venue times, the same clock the balance updates carry.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from marketlink.core.enums import OrderType, Side
+from marketlink.core.events import BalanceUpdated, OrderCreated, OrderEvent, OrderFilled, TerminalOrderEvent
+from marketlink.core.market import Balance, BalanceUpdate
+from marketlink.core.pairs import split_pair
+
+_ZERO = Decimal(0)
+
+
+class Balances:
+    def __init__(self, publish: Callable[[BalanceUpdated], None]) -> None:
+        self._publish = publish
+        self._total: dict[str, Decimal] = {}
+        self._available: dict[str, Decimal] = {}
+        self._as_of: dict[str, float] = {}
+        self._resting: set[str] = set()  # orders whose funds the venue locked (they were created)
+        self.snapshots = 0
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def total(self, asset: str) -> Decimal:
+        return self._total.get(asset, _ZERO)
+
+    def available(self, asset: str) -> Decimal:
+        return self._available.get(asset, _ZERO)
+
+    def all(self) -> dict[str, Balance]:
+        return {
+            a: Balance(a, t, self._available.get(a, _ZERO)) for a, t in sorted(self._total.items())
+        }
+
+    # -- authoritative values -------------------------------------------------------------------
+
+    def apply(self, update: BalanceUpdate) -> None:
+        """A venue snapshot or push. A complete snapshot zeroes assets it does not list."""
+        seen = set()
+        for b in update.balances:
+            seen.add(b.asset)
+            self._set(b.asset, b.total, b.available, update.timestamp)
+        if update.complete:
+            self.snapshots += 1
+            for asset in [a for a in self._total if a not in seen]:
+                self._set(asset, _ZERO, _ZERO, update.timestamp)
+
+    def _set(self, asset: str, total: Decimal, available: Decimal, ts: float) -> None:
+        if ts < self._as_of.get(asset, float("-inf")):
+            return  # an older push arriving late must not undo a newer one
+        self._as_of[asset] = ts
+        changed = self._total.get(asset) != total or self._available.get(asset) != available
+        self._total[asset] = total
+        self._available[asset] = available
+        if changed:
+            self._publish(BalanceUpdated(timestamp=ts, asset=asset, total=total, available=available))
+
+    # -- local accounting between snapshots -------------------------------------------------------
+
+    def adjust(self, asset: str, d_total: Decimal, d_available: Decimal, ts: float) -> None:
+        if ts <= self._as_of.get(asset, float("-inf")) or (not d_total and not d_available):
+            return
+        total = self._total.get(asset, _ZERO) + d_total
+        available = self._available.get(asset, _ZERO) + d_available
+        self._total[asset] = total
+        self._available[asset] = available
+        self._publish(BalanceUpdated(timestamp=ts, asset=asset, total=total, available=available))
+
+    def on_order_event(self, event: OrderEvent, order_price: Decimal | None, remaining: Decimal) -> None:
+        """Move balances for one order event of a spot order.
+
+        ``order_price`` is the order's limit price (None for market orders, which lock nothing
+        while resting because they never rest); ``remaining`` is the unfilled amount after the
+        event, used to unlock on a terminal event."""
+        base, quote = split_pair(event.trading_pair)
+        rests = event.order_type is not OrderType.MARKET and order_price is not None
+        ts = event.timestamp
+        if isinstance(event, OrderCreated) and rests and order_price is not None:
+            self._resting.add(event.client_order_id)
+            if event.side is Side.BUY:
+                self.adjust(quote, _ZERO, -event.amount * order_price, ts)
+            else:
+                self.adjust(base, _ZERO, -event.amount, ts)
+        elif isinstance(event, OrderFilled):
+            a, notional = event.amount, event.quote_amount
+            if event.side is Side.BUY:
+                unlock = a * order_price if rests and order_price is not None else _ZERO
+                self.adjust(quote, -notional, unlock - notional, ts)
+                self.adjust(base, a, a, ts)
+            else:
+                self.adjust(base, -a, _ZERO if rests else -a, ts)
+                self.adjust(quote, notional, notional, ts)
+            for fee in event.fee_amounts:
+                self.adjust(fee.token, -fee.amount, -fee.amount, ts)
+        elif isinstance(event, TerminalOrderEvent):
+            # Only an order the venue accepted ever locked funds; a failed one has nothing to free.
+            if event.client_order_id not in self._resting:
+                return
+            self._resting.discard(event.client_order_id)
+            if not rests or order_price is None or remaining <= 0:
+                return
+            if event.side is Side.BUY:
+                self.adjust(quote, _ZERO, remaining * order_price, ts)
+            else:
+                self.adjust(base, _ZERO, remaining, ts)

@@ -1,0 +1,580 @@
+"""Market data: order books kept exactly in sync, public trades and best bid/ask.
+
+For every pair the engine follows, ``MarketData`` runs the venue's book recipe through a
+``BookSync`` (engine/book_sync.py, the pure part): subscribe first, buffer diffs, fetch a REST
+snapshot, replay the diffs that bridge it, then apply live diffs. Everything that can make a
+local book wrong puts it out of sync *immediately* and starts a resync: a sequence gap, a crossed
+book, a malformed message, a stream silent for ``book_stale_after``, a dropped connection. A
+recovery is announced once, as ``BookResynced``; the "order_books" status part names each pair
+that is not in sync and why. There is no periodic refresh to hide behind.
+
+The I/O around the machine:
+
+* Streams: pairs are spread over WebSocket connections (``max_streams_per_connection`` streams
+  on each, three per pair), each subscribed with one frame, since venues limit incoming frames
+  per second; the WebSocket client re-sends it after every reconnect. One consumer loop per
+  connection reads messages and connection events in order, so every diff after a
+  ``Connected`` is known to belong to the new connection. Frames are decoded by the codec's
+  ``decode_market`` (typed structs for depth diffs: the hot path).
+* Snapshots are fetched only once a connection shows life (its first frame, normally the
+  subscription's acknowledgement), so the snapshot is never older than the stream it must
+  bridge for want of a subscription. They are fetched concurrently, at most
+  ``snapshot_concurrency`` at once, through the HTTP client, which throttles by weight. A
+  snapshot that cannot be used (older than the buffered diffs, crossed, malformed, or the
+  request failed) is fetched again after an exponential back-off, for a bounded round of
+  attempts; then the status says why and the next round starts ``book_stale_after`` later.
+* Staleness is watched per pair by one supervised watchdog (not per subscription by the
+  WebSocket client): a venue sends a pair's book, trades and ticker on streams whose names only
+  the codec knows, while the engine knows each message's pair once parsed, and the depth stream
+  is the one whose silence matters.
+
+Every background loop (consumers, watchdog, one snapshot job per pair while it resyncs) runs
+under the context's supervisor, named ``market_data.*``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+from marketlink.core.book import BookDataError, OrderBook
+from marketlink.core.errors import ConfigError, UnknownSymbol
+from marketlink.core.events import BookResynced
+from marketlink.core.market import BookTicker, DepthSnapshot, DepthUpdate, MarketMessage, PublicTrade
+from marketlink.engine.book_sync import DEFAULT_MAX_BUFFER, BookSync, Phase, Step
+from marketlink.engine.context import ConnectorContext
+from marketlink.net.errors import MalformedMessage, VenueError
+from marketlink.net.ws import (
+    Closed,
+    Connected,
+    Disconnected,
+    Heartbeat,
+    Stale,
+    WsClient,
+    WsItem,
+    WsMessage,
+    backoff_delay,
+)
+
+__all__ = ["MarketData", "MarketDataStats"]
+
+log = logging.getLogger(__name__)
+
+_PART: Final = "order_books"
+#: Streams a pair needs at most: its depth diffs, trades and best bid/ask (the three kinds of
+#: ``MarketMessage``). Venues count streams per connection, so pairs are spread accordingly.
+_STREAMS_PER_PAIR: Final = 3
+_APPLIED: Final = Step.APPLIED  # the hot path reads one global, not a global and an attribute
+#: How many not-synced pairs the status detail names before it summarises the rest.
+_DETAIL_PAIRS: Final = 5
+
+
+@dataclass(slots=True)
+class MarketDataStats:
+    """Counters for health reporting; ``resyncs`` counts, per pair, how often sync was lost."""
+
+    messages: int = 0  # data frames read from the streams (control frames included)
+    diffs_applied: int = 0
+    stale_drops: int = 0  # diffs the book or the buffer already held (duplicates, replays)
+    buffered: int = 0
+    malformed: int = 0  # messages, diffs and snapshots dropped as bad data
+    ignored: int = 0  # control frames, and messages for pairs not followed here
+    rejected: int = 0  # error frames from the venue (a refused subscription...)
+    errors: int = 0  # messages whose handling failed unexpectedly (a bug: logged with its traceback)
+    trades: int = 0
+    tickers: int = 0
+    snapshots: int = 0  # snapshot requests sent
+    snapshot_failures: int = 0  # snapshots that could not be used (see the status for why)
+    connects: int = 0
+    resyncs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Stream:
+    """One WebSocket connection and the pairs it carries."""
+
+    index: int
+    ws: WsClient
+    pairs: tuple[str, ...]
+    connected: bool = False
+    live: bool = False  # a frame arrived since the last Connected: the subscriptions are active
+
+
+class MarketData:
+    """Books, trades and tickers of ``ctx.trading_pairs``; see the module docstring."""
+
+    def __init__(
+        self,
+        ctx: ConnectorContext,
+        rng: random.Random | None = None,
+        *,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        snapshot_attempts: int = 5,
+        retry_base: float = 0.5,
+        retry_max: float = 10.0,
+    ) -> None:
+        if snapshot_attempts < 1 or not 0 < retry_base <= retry_max:
+            raise ConfigError("need snapshot_attempts >= 1 and 0 < retry_base <= retry_max")
+        self._ctx = ctx
+        self._name = ctx.venue.name
+        self._rng = rng if rng is not None else random.Random()
+        self._max_buffer = max_buffer
+        self._attempts = snapshot_attempts
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self.stats = MarketDataStats()
+        self._syncs: dict[str, BookSync] = {}
+        self._streams: list[_Stream] = []
+        self._stream_of: dict[str, _Stream] = {}
+        self._seen: dict[str, float] = {}  # pair -> clock time of its last depth message
+        self._retry_at: dict[str, float] = {}  # pair -> when its next round of snapshot attempts is due
+        self._depth_keys: dict[str, str] = {}  # stream key -> pair, learned from depth messages
+        self._symbols: Mapping[str, str] = {}
+        self._parse: Callable[[Any, Mapping[str, str]], MarketMessage | None] = ctx.codec.parse_market_message
+        self._request_ids = itertools.count(1)
+        self._semaphore = asyncio.Semaphore(max(1, ctx.config.snapshot_concurrency))
+        self._tasks: list[str] = []
+        self._fetching: set[str] = set()  # pairs whose snapshot job runs (or backs off)
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._started = False
+        self._stopped = False
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def book(self, trading_pair: str) -> OrderBook:
+        try:
+            return self._syncs[trading_pair].book
+        except KeyError:
+            raise UnknownSymbol(self._name, trading_pair) from None
+
+    def sync(self, trading_pair: str) -> BookSync:
+        """The pair's sync state (phase, reason, generation), for diagnostics and tests."""
+        try:
+            return self._syncs[trading_pair]
+        except KeyError:
+            raise UnknownSymbol(self._name, trading_pair) from None
+
+    async def wait_book(self, trading_pair: str, update_id: int = 0) -> OrderBook:
+        """Return the pair's book once it is in sync at ``update_id`` or later.
+
+        For tools and tests that must see a known venue state (the CLI, end-to-end checks against
+        the sandbox); strategies read the book as it is. Bound it with a timeout.
+        """
+        sync = self.sync(trading_pair)
+        if not (sync.in_sync and sync.book.update_id >= update_id):
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (update_id, fut)
+            self._waiters.setdefault(trading_pair, []).append(entry)
+            try:
+                await fut
+            finally:
+                waiters = self._waiters.get(trading_pair, [])
+                if entry in waiters:  # cancelled or timed out: leave nothing behind
+                    waiters.remove(entry)
+        return sync.book
+
+    def _notify(self, pair: str) -> None:
+        waiters = self._waiters.get(pair)
+        if not waiters:
+            return
+        sync = self._syncs[pair]
+        if not sync.in_sync:
+            return
+        now_at = sync.book.update_id
+        keep = []
+        for wanted, fut in waiters:
+            if fut.done():
+                continue
+            if now_at >= wanted:
+                fut.set_result(None)
+            else:
+                keep.append((wanted, fut))
+        self._waiters[pair] = keep
+
+    @property
+    def in_sync(self) -> bool:
+        return bool(self._syncs) and all(s.phase is Phase.LIVE for s in self._syncs.values())
+
+    async def start(self) -> None:
+        """Create the books, open and subscribe the streams, start the loops; returns at once
+        (readiness is reported through the "order_books" status part)."""
+        if self._started:
+            raise RuntimeError("market data starts once")
+        self._started = True
+        self._create_books()
+        ctx = self._ctx
+        codec, spec = ctx.codec, ctx.spec
+        per_connection = max(1, spec.max_streams_per_connection // _STREAMS_PER_PAIR)
+        pairs = ctx.trading_pairs
+        # A client-ping venue would need its ping frame from the codec; every venue we speak
+        # today pings us (Binance), and any traffic counts as alive either way.
+        heartbeat = Heartbeat.server_pings(spec.market_heartbeat.timeout)
+        url = codec.market_stream_url(ctx.endpoints)
+        for index, start in enumerate(range(0, len(pairs), per_connection)):
+            chunk = pairs[start : start + per_connection]
+            ws = WsClient(
+                url,
+                heartbeat=heartbeat,
+                key_of=codec.market_message_key,
+                decode=codec.decode_market,
+                rng=self._rng,
+                clock=ctx.clock,
+                name=f"{ctx.venue.name}-market-{index}",
+            )
+            stream = _Stream(index, ws, chunk)
+            self._streams.append(stream)
+            for pair in chunk:
+                self._stream_of[pair] = stream
+            frame = codec.market_subscribe([ctx.symbol(p) for p in chunk], next(self._request_ids))
+            await ws.subscribe(f"market-{index}", frame)
+            await ws.start()
+            self._spawn(f"market_data.stream-{index}", partial(self._consume, stream))
+        self._spawn("market_data.watchdog", self._watch)
+
+    def _create_books(self) -> None:
+        ctx = self._ctx
+        self._symbols = ctx.pair_map()
+        now = ctx.clock.time()
+        for pair in ctx.trading_pairs:
+            book = OrderBook.for_rule(ctx.markets.rule(pair), ctx.spec.sequence_rule)
+            ctx.books[pair] = book
+            self._syncs[pair] = BookSync(book, max_buffer=self._max_buffer)
+            self._seen[pair] = now
+            self.stats.resyncs[pair] = 0
+        self._report()
+
+    async def stop(self) -> None:
+        """Stop every loop and close the streams. Idempotent; the books keep their last levels
+        but are out of sync (nothing keeps them current any more)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        supervisor = self._ctx.supervisor
+        for name in [n for n in self._tasks if not n.startswith("market_data.stream-")]:
+            await supervisor.cancel(name)
+        for stream in self._streams:
+            await stream.ws.stop()
+        for name in self._tasks:
+            await supervisor.cancel(name)
+        for sync in self._syncs.values():  # nothing keeps them current any more
+            sync.lose("market data stopped")
+
+    # -- the streams ----------------------------------------------------------------------------
+
+    async def _consume(self, stream: _Stream) -> None:
+        on_message = self._on_message
+        async for item in stream.ws.items():
+            try:
+                if item.__class__ is WsMessage:
+                    on_message(stream, item)
+                elif isinstance(item, Closed):
+                    self._on_closed(stream)
+                    return
+                else:
+                    self._on_event(stream, item)
+            except Exception:  # one bad message must never stop a stream: count it and go on
+                self.stats.errors += 1
+                log.exception("%s: market message failed", self._name)
+
+    def _on_message(self, stream: _Stream, msg: WsMessage) -> None:
+        """The hot path: parse, then route to the pair's book, trades or ticker."""
+        stats = self.stats
+        stats.messages += 1
+        if not stream.live:
+            stream.live = True
+            self._stream_live(stream)
+        try:
+            parsed = self._parse(msg.data, self._symbols)
+        except MalformedMessage as exc:
+            self._on_malformed(msg, exc)
+            return
+        except VenueError as exc:  # an error frame, e.g. a refused subscription
+            stats.rejected += 1
+            log.error("%s: market stream answered with an error: %s", self._name, exc)
+            return
+        cls = parsed.__class__
+        if cls is DepthUpdate:
+            update: DepthUpdate = parsed  # type: ignore[assignment]
+            pair = update.trading_pair
+            sync = self._syncs.get(pair)
+            if sync is None:
+                stats.ignored += 1
+                return
+            self._seen[pair] = msg.received_at
+            if msg.key is not None:
+                self._depth_keys[msg.key] = pair
+            step = sync.on_diff(update)
+            if step is _APPLIED:
+                stats.diffs_applied += 1
+            else:
+                self._after_diff(sync, step)
+            if self._waiters:
+                self._notify(pair)
+        elif cls is PublicTrade:
+            self._on_trade(parsed)  # type: ignore[arg-type]
+        elif cls is BookTicker:
+            self._on_ticker(parsed)  # type: ignore[arg-type]
+        else:
+            stats.ignored += 1  # a control frame (subscription acknowledgement)
+
+    def _after_diff(self, sync: BookSync, step: Step) -> None:
+        stats = self.stats
+        if step is Step.STALE:
+            stats.stale_drops += 1
+        elif step is Step.BUFFERED:
+            stats.buffered += 1
+        elif step is Step.SYNCED:  # a book the venue pushed
+            self._on_synced(sync)
+        else:  # LOST or MALFORMED
+            if step is Step.MALFORMED:
+                stats.malformed += 1
+                log.warning("%s %s: dropped a bad depth message: %s", self._name, sync.pair, sync.reason)
+            else:
+                log.info("%s %s: out of sync: %s", self._name, sync.pair, sync.reason)
+            self._changed(sync)
+
+    def _on_malformed(self, msg: WsMessage, exc: MalformedMessage) -> None:
+        self.stats.malformed += 1
+        pair = self._depth_keys.get(msg.key) if msg.key is not None else None
+        log.warning("%s: dropped a malformed market message (stream %s): %s", self._name, msg.key, exc)
+        if pair is not None:
+            self._lose(pair, f"malformed depth message: {exc}")
+
+    def _on_trade(self, trade: PublicTrade) -> None:
+        pair = trade.trading_pair
+        sync = self._syncs.get(pair)
+        if sync is None:
+            self.stats.ignored += 1
+            return
+        book = sync.book
+        try:
+            book.record_trade(trade.price, trade.amount, trade.taker_side, trade.trade_id, trade.timestamp)
+        except BookDataError as exc:
+            self.stats.malformed += 1
+            log.warning("%s %s: dropped a bad trade: %s", self._name, pair, exc)
+            return
+        self.stats.trades += 1
+        last = book.last_trade
+        if last is not None:
+            self._ctx.last_prices[pair] = last.price
+
+    def _on_ticker(self, ticker: BookTicker) -> None:
+        pair = ticker.trading_pair
+        if pair not in self._syncs:
+            self.stats.ignored += 1
+            return
+        tickers = self._ctx.tickers
+        old = tickers.get(pair)
+        # Tickers can arrive out of turn across streams; a numbered one never rolls back.
+        new_id, old_id = ticker.update_id, old.update_id if old is not None else None
+        if new_id is None or old_id is None or new_id >= old_id:
+            tickers[pair] = ticker
+        self.stats.tickers += 1
+
+    def _on_event(self, stream: _Stream, event: WsItem) -> None:
+        name = self._name
+        if isinstance(event, Connected):
+            stream.connected, stream.live = True, False
+            self.stats.connects += 1
+            now = self._ctx.clock.time()
+            for pair in stream.pairs:
+                self._seen[pair] = now
+                self._retry_at.pop(pair, None)  # a new connection deserves a fresh round of attempts
+                if event.attempt > 1:  # diffs of the old connection cannot bridge to the new one
+                    self._syncs[pair].lose(f"stream reconnected (connection {event.attempt}); resyncing")
+                    self._count_loss(self._syncs[pair])
+            self._report()
+        elif isinstance(event, Disconnected):
+            stream.connected = stream.live = False
+            for pair in stream.pairs:
+                sync = self._syncs[pair]
+                sync.lose(f"stream disconnected ({event.reason}); reconnecting")
+                self._count_loss(sync)
+            self._report()
+        elif isinstance(event, Stale):
+            stale_pair = self._depth_keys.get(event.key)
+            if stale_pair is not None and self._syncs[stale_pair].phase is Phase.LIVE:
+                why = f"stale: stream {event.key} silent for {event.silent_for:.1f}s; resyncing"
+                self._lose(stale_pair, why)
+        else:
+            log.debug("%s market stream %d: %s", name, stream.index, event)
+
+    def _on_closed(self, stream: _Stream) -> None:
+        stream.connected = stream.live = False
+        if self._stopped:
+            return
+        log.error("%s: market stream %d closed unexpectedly", self._name, stream.index)
+        for pair in stream.pairs:
+            sync = self._syncs[pair]
+            sync.lose("market stream closed")
+            self._count_loss(sync)
+        self._report()
+
+    def _stream_live(self, stream: _Stream) -> None:
+        for pair in stream.pairs:
+            if self._syncs[pair].phase is Phase.WAITING:
+                self._ensure_fetch(pair)
+
+    # -- sync transitions -----------------------------------------------------------------------
+
+    def _lose(self, pair: str, reason: str) -> None:
+        sync = self._syncs[pair]
+        sync.lose(reason)
+        log.info("%s %s: out of sync: %s", self._name, pair, reason)
+        self._changed(sync)
+
+    def _count_loss(self, sync: BookSync) -> None:
+        self.stats.resyncs[sync.pair] = sync.losses
+
+    def _changed(self, sync: BookSync) -> None:
+        """After any transition: count, fetch a snapshot if one is needed, report."""
+        self._count_loss(sync)
+        if sync.phase is Phase.WAITING:
+            self._ensure_fetch(sync.pair)
+        self._report()
+
+    def _on_synced(self, sync: BookSync) -> None:
+        pair = sync.pair
+        ctx = self._ctx
+        self._seen[pair] = ctx.clock.time()
+        self._retry_at.pop(pair, None)
+        lost = sync.take_recovery()
+        if lost is not None:
+            book = sync.book
+            log.info("%s %s: resynced at update %d (was: %s)", ctx.venue.name, pair, book.update_id, lost)
+            ctx.publish(
+                BookResynced(timestamp=ctx.now(), trading_pair=pair, update_id=book.update_id, reason=lost)
+            )
+        self._report()
+        self._notify(pair)
+
+    def _report(self) -> None:
+        waiting = [(p, s.reason) for p, s in self._syncs.items() if s.phase is not Phase.LIVE]
+        status = self._ctx.status
+        if not waiting:
+            status.ok(_PART, f"{len(self._syncs)} books in sync")
+            return
+        shown = "; ".join(f"{p}: {why}" for p, why in waiting[:_DETAIL_PAIRS])
+        more = len(waiting) - _DETAIL_PAIRS
+        status.fail(_PART, f"{shown}; and {more} more pairs not in sync" if more > 0 else shown)
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def _ensure_fetch(self, pair: str) -> None:
+        """Start the pair's snapshot job unless one runs (or backs off) already."""
+        stream = self._stream_of.get(pair)
+        if self._stopped or stream is None or not stream.live or pair in self._retry_at:
+            return
+        if pair in self._fetching:
+            return
+        name = f"market_data.snapshot.{pair}"
+        record = self._ctx.supervisor.records.get(name)
+        if record is not None and record.task is not None and not record.task.done():
+            return  # the supervisor restarts a crashed job after its back-off
+        self._fetching.add(pair)
+        self._spawn(name, partial(self._fetch, pair))
+
+    async def _fetch(self, pair: str) -> None:
+        self._fetching.add(pair)  # again, when the supervisor restarts a crashed job
+        try:
+            await self._fetch_round(pair)
+        finally:
+            self._fetching.discard(pair)
+
+    async def _fetch_round(self, pair: str) -> None:
+        """Fetch snapshots until one bridges the buffer, for at most one round of attempts."""
+        sync = self._syncs[pair]
+        stream = self._stream_of[pair]
+        ctx = self._ctx
+        failures = 0
+        while sync.phase is Phase.WAITING and stream.live:
+            step = await self._snapshot_once(sync)
+            if step is Step.SYNCED:
+                self._on_synced(sync)
+                return
+            if step is Step.OUTDATED:
+                continue  # a resync happened meanwhile; the next request serves the new generation
+            failures += 1
+            self.stats.snapshot_failures += 1
+            why = sync.reason
+            if failures >= self._attempts:
+                pause = ctx.config.book_stale_after
+                self._retry_at[pair] = ctx.clock.time() + pause
+                sync.reason = f"{why} (gave up after {failures} attempts; next round in {pause:g}s)"
+                log.warning("%s %s: no usable snapshot: %s", ctx.venue.name, pair, sync.reason)
+                self._report()
+                return
+            delay = backoff_delay(
+                failures, base=self._retry_base, cap=self._retry_max, jitter=0.5, rng=self._rng
+            )
+            sync.reason = f"{why} (attempt {failures}; next in {delay:.2f}s)"
+            log.info("%s %s: snapshot not usable: %s", ctx.venue.name, pair, sync.reason)
+            self._report()
+            await ctx.clock.sleep(delay)
+
+    async def _snapshot_once(self, sync: BookSync) -> Step:
+        ctx = self._ctx
+        pair = sync.pair
+        generation = sync.generation
+        request = ctx.codec.depth_snapshot_request(ctx.symbol(pair), ctx.spec.snapshot_depth)
+        self.stats.snapshots += 1
+        try:
+            async with self._semaphore:
+                payload = await ctx.http.request(request)
+            snapshot: DepthSnapshot = ctx.codec.parse_depth_snapshot(payload, pair)
+        except MalformedMessage as exc:
+            self.stats.malformed += 1
+            sync.reason = f"malformed snapshot: {exc}"
+            return Step.MALFORMED
+        except VenueError as exc:  # transient, rate limited, banned...: the back-off applies
+            sync.reason = f"snapshot request failed: {exc}"
+            return Step.RETRY
+        step = sync.on_snapshot(snapshot, generation)
+        if step is Step.MALFORMED:
+            self.stats.malformed += 1
+        return step
+
+    # -- staleness ------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Resync a live book whose depth stream went silent, and start the next round of
+        snapshot attempts when due. Sleeps until the next deadline; never polls."""
+        ctx = self._ctx
+        clock = ctx.clock
+        stale_after = ctx.config.book_stale_after
+        while True:
+            now = clock.time()
+            wake = now + stale_after
+            for pair, sync in self._syncs.items():
+                if not self._stream_of[pair].live:
+                    continue
+                if sync.phase is Phase.LIVE:
+                    seen = self._seen[pair]
+                    due = seen + stale_after
+                    if now >= due:
+                        self._seen[pair] = now
+                        self._lose(pair, f"stale: no depth update for {now - seen:.1f}s; resyncing")
+                    else:
+                        wake = min(wake, due)
+                    continue
+                at = self._retry_at.get(pair)
+                if at is None:
+                    self._ensure_fetch(pair)  # a safety net: normally one runs already
+                    continue
+                if now >= at:
+                    del self._retry_at[pair]
+                    self._ensure_fetch(pair)
+                else:
+                    wake = min(wake, at)
+            await clock.sleep(wake - now)
+
+    def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
+        self._ctx.supervisor.spawn(name, factory)
+        if name not in self._tasks:
+            self._tasks.append(name)

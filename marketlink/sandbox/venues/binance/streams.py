@@ -10,6 +10,10 @@ subscriber, wrapped ``{"stream":..,"data":..}`` for combined connections.
 A depth-skip fault drops one diff from both diff cadences while the book's ids keep advancing, so
 a client sees ``U > last u + 1`` and must resync. A path may also name a legacy listen key
 (``/ws/<listenKey>``), which attaches that account's user data to the same socket.
+
+A raw path whose name is neither a stream nor shaped like a listen key opens a connection with no
+streams: ccxt pro connects to ``/ws/0``, ``/ws/1`` ... (its own connection numbers) and then
+subscribes with SUBSCRIBE frames, which works against Binance, so Binance accepts such paths.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^([A-Za-z0-9]{1,20})@(trade|aggTrade|bookTicker|depth(?:5|10|20)?(?:@100ms|@1000ms)?)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+_LISTEN_KEY_SHAPE = re.compile(r"^[A-Za-z0-9]{60}$")
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 _INT64 = 2**63
 
@@ -346,6 +351,8 @@ class MarketStreams:
                 streams.append(parsed)
                 continue
             lk = self._users.listen_keys.lookup(raw, now)
+            if lk is None and not combined and "@" not in raw and not _LISTEN_KEY_SHAPE.match(raw):
+                continue  # a client's own connection label (ccxt pro's /ws/<n>): no stream
             if lk is None:
                 body = (
                     {"code": 2, "msg": "Invalid request: invalid stream"} if "@" in raw

@@ -35,6 +35,7 @@ from marketlink.engine.status import PartStatus, StatusBoard
 from marketlink.engine.supervisor import Supervisor
 from marketlink.engine.user_stream import UserStream
 from marketlink.net.clock import Clock, SystemClock
+from marketlink.net.errors import MalformedMessage, VenueError
 from marketlink.net.http import HttpClient
 from marketlink.net.throttler import Throttler
 from marketlink.net.timesync import TimeSync, wall_clock_ms
@@ -83,12 +84,13 @@ class SpotConnector:
             time_ms=lambda: time_sync.server_time_ms(),
             timeout=self.config.request_timeout,
             clock=clock,
-            resync_time=self._sync_time,
+            resync_time=self._resync_time,
         )
         status = StatusBoard(venue.name, STATUS_PARTS, self.bus.publish, lambda: ctx.now())
         ids = venue.spec.client_ids
         self.client_ids = ClientOrderIdFactory(
-            self.config.client_id_prefix or ids.default_prefix, ids.max_length
+            self.config.client_id_prefix or ids.default_prefix, ids.max_length,
+            instance_id=self.config.client_id_instance,
         )
         ctx = ConnectorContext(
             venue=venue,
@@ -196,11 +198,25 @@ class SpotConnector:
 
     async def _sync_time(self) -> None:
         """Take a few server-time samples (the estimator keeps the best round trips)."""
+        await self._take_time_samples(fresh=False)
+
+    async def _resync_time(self) -> None:
+        """After the venue refused a timestamp we signed: the samples before the refusal describe
+        a clock that is no longer right, and their round trips may well be the fastest, so the
+        estimator would keep voting for them. Only the new samples count."""
+        await self._take_time_samples(fresh=True)
+
+    async def _take_time_samples(self, *, fresh: bool) -> None:
         ctx = self.ctx
+        samples: list[tuple[float, int, float]] = []
         for _ in range(3):
             sent = wall_clock_ms()
             payload = await ctx.http.request(ctx.codec.server_time_request())
-            ctx.time_sync.add_sample(sent, ctx.codec.parse_server_time(payload), wall_clock_ms())
+            samples.append((sent, ctx.codec.parse_server_time(payload), wall_clock_ms()))
+        if fresh:  # dropped only now, so requests signed meanwhile keep the old estimate
+            ctx.time_sync.clear()
+        for sample in samples:
+            ctx.time_sync.add_sample(*sample)
         ctx.status.ok("time_sync", f"offset {ctx.time_sync.offset_ms:.0f} ms")
 
     async def _time_loop(self) -> None:
@@ -232,6 +248,41 @@ class SpotConnector:
         while True:
             await self.ctx.clock.sleep(self.config.balance_snapshot_every)
             await self.refresh_balances()
+
+    async def check_network(self) -> bool:
+        """Whether the venue answers now (its ping). Any failure to get an answer is "down",
+        whatever its type: the question is reachability, not why, and it never raises."""
+        ctx = self.ctx
+        try:
+            await ctx.http.request(ctx.codec.ping_request())
+        except VenueError as exc:
+            log.info("%s: network check failed: %s: %s", self.name, type(exc).__name__, exc)
+            return False
+        return True
+
+    async def last_prices(self, trading_pairs: Iterable[str] | None = None) -> dict[str, Decimal]:
+        """The venue's last traded price of each pair (default: this connector's), by REST.
+
+        A one-off read, for a strategy that needs prices before any trade streamed in; it does not
+        touch what ``last_trade_price`` answers, which follows the trade stream in its order (a
+        REST answer may be older than a trade already received). Pairs the venue has no price for
+        (never traded: Binance then says zero) are left out."""
+        ctx = self.ctx
+        wanted = ctx.trading_pairs if trading_pairs is None else tuple(
+            str(TradingPair.parse(p)) for p in trading_pairs
+        )
+        payload = await ctx.http.request(ctx.codec.last_prices_request())
+        prices = ctx.codec.parse_last_prices(payload, ctx.pair_map())
+        out: dict[str, Decimal] = {}
+        for pair in wanted:
+            price = prices.get(pair)
+            if price is None:
+                continue
+            if not isinstance(price, Decimal) or not price.is_finite() or price < 0:
+                raise MalformedMessage(f"last price of {pair}: not a Decimal >= 0: {price!r}")
+            if price > 0:
+                out[pair] = price
+        return out
 
     def _near_limit(self, pool: str, fraction: float) -> None:
         self.bus.publish(RateLimitNear(timestamp=self.ctx.now(), pool=pool, fraction=fraction))

@@ -49,6 +49,9 @@ class ConnectorConfig:
     """Timings and sizes of a connector; the defaults suit a live venue."""
 
     client_id_prefix: str | None = None
+    # The instance part of client order ids. Random when None; a restarted bot passes its saved one
+    # so that it still owns (may cancel, adopts) the orders it placed before the restart.
+    client_id_instance: str | None = None
     request_timeout: float = 10.0
     snapshot_concurrency: int = 8  # book snapshots in flight at once (weights still throttled)
     book_stale_after: float = 30.0  # a depth stream silent this long is resynced

@@ -447,9 +447,11 @@ class OrderManager:
             return CancelResult(cid, order.trading_pair, CancelOutcome.FAILED, "venue: order not found",
                                 order.state)
         except Exception as exc:  # refused, or the outcome is unknown: a query tells
-            self.counters.cancel_failures += 1
             log.warning("%s: cancel of %s failed: %s", ctx.venue.name, cid, exc)
             self._query_soon(cid)
+            if order.state in TERMINAL_STATES:  # a venue report ended it while we waited
+                return self._result(order)
+            self.counters.cancel_failures += 1
             return CancelResult(cid, order.trading_pair, CancelOutcome.FAILED,
                                 f"{type(exc).__name__}: {exc}", order.state)
         self.apply_updates([update])

@@ -199,7 +199,11 @@ class UserStream:
         try:
             sent = wall_clock_ms()
             payload = await ctx.http.request(ctx.codec.server_time_request())
-            ctx.time_sync.add_sample(sent, ctx.codec.parse_server_time(payload), wall_clock_ms())
+            server_ms = ctx.codec.parse_server_time(payload)
+            # The refusal says the samples so far are wrong: this one replaces them (see the
+            # connector's _resync_time), else faster old round trips would outvote it.
+            ctx.time_sync.clear()
+            ctx.time_sync.add_sample(sent, server_ms, wall_clock_ms())
         except Exception:  # the clock-skew refusal is the error worth reporting, not this one
             log.warning("%s: time resync after a refused subscription failed", ctx.venue.name, exc_info=True)
 

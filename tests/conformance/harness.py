@@ -1,0 +1,357 @@
+"""The conformance harness: the real connector against the sandbox over 127.0.0.1, for any venue.
+
+The scenarios are written once; what differs per venue is bundled in a ``VenueHarness``: the
+sandbox front-end, the venue adapter and its local endpoints, symbol naming, where orders are sent
+(for REST faults), how to make the venue refuse an order that our own rules let through, how to
+take a market out of trading, and how to make its rate limits small. A new venue adds one entry
+to ``HARNESSES`` and runs every scenario unchanged.
+
+Market flow is off unless a scenario needs a moving book: the only trades are the ones a test
+makes, with a second account (``taker``) trading against our orders directly on the sandbox's
+exchange. Every wait is for an event the connector publishes (``Recorder.until``), bounded by a
+timeout; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from marketlink.core.client_ids import ClientOrderIdFactory
+from marketlink.core.credentials import Credentials
+from marketlink.core.enums import OrderType, Side
+from marketlink.core.events import Event, OrderCreated, OrderEvent, TerminalOrderEvent
+from marketlink.core.orders import InFlightOrder, OrderState
+from marketlink.engine.connector import SpotConnector
+from marketlink.engine.context import ConnectorConfig
+from marketlink.sandbox.config import AccountConfig, SandboxConfig
+from marketlink.sandbox.exchange import OrderView
+from marketlink.sandbox.server import FrontendFactory, Sandbox
+from marketlink.sandbox.venues.binance import BinanceSpotFrontend
+from marketlink.venues.base import Endpoints, Venue
+from marketlink.venues.binance import SPEC as BINANCE_SPEC
+from marketlink.venues.binance import BinanceAuth, BinanceSpotCodec
+from marketlink.venues.binance import local_endpoints as binance_endpoints
+
+D = Decimal
+WAIT = 10.0  # a bound on every wait; a healthy scenario takes a fraction of a second
+PAIR = "BTC-USDT"
+DEMO = "demo"
+TAKER = "taker"
+TAKER_BALANCES: Mapping[str, Decimal] = {"BTC": D("50"), "ETH": D("500"), "USDT": D("5000000")}
+
+#: Connector timings that let each scenario finish in well under a second: short request and
+#: settling times, fast polling while the private stream is down, slow while it is live (so a
+#: scenario sees exactly the traffic it provokes).
+FAST = ConnectorConfig(
+    seed=3,
+    request_timeout=1.0,
+    settle_unknown_after=0.1,
+    reconcile_fast=0.2,
+    reconcile_slow=30.0,
+    open_orders_diff_every=60.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """An order as a strategy asks for it."""
+
+    side: Side
+    amount: Decimal
+    order_type: OrderType
+    price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class VenueHarness:
+    """What the conformance suite needs to know of one venue (see the module docstring)."""
+
+    name: str  # the front-end's name, also its key in SandboxConfig.venue_options
+    frontend: FrontendFactory
+    make_venue: Callable[[int | None], Venue]  # receive window (ms) or the venue's default
+    endpoints: Callable[[str], Endpoints]  # base URL of a running sandbox -> endpoints
+    symbol: Callable[[str], str]  # BASE-QUOTE -> the venue's symbol
+    order_path: str  # REST path prefix of order placement (and whatever shares it)
+    ping_path: str
+    # (weight per second, 429s tolerated before a ban, ban length ms) -> front-end options
+    small_limits: Callable[[int, int, int], Mapping[str, object]]
+    # An order our rules let through and the venue refuses (a price outside its price filter).
+    venue_rejects: Callable[[Sandbox, str], OrderIntent]
+    # Take a market out of trading in the venue's market listing.
+    halt_market: Callable[[Sandbox, str], None]
+    # Whether the answer to a cancel states the order cancelled (else only a later report does).
+    cancel_answer_confirms: bool = True
+
+
+# -- Binance Spot ---------------------------------------------------------------------------------
+
+
+def _binance_venue(recv_window_ms: int | None) -> Venue:
+    window = BINANCE_SPEC.recv_window_ms if recv_window_ms is None else recv_window_ms
+    spec = dataclasses.replace(BINANCE_SPEC, recv_window_ms=window)
+    return Venue(spec=spec, codec=BinanceSpotCodec(), make_auth=lambda c: BinanceAuth(c, window))
+
+
+def _binance_symbol(pair: str) -> str:
+    return pair.replace("-", "")
+
+
+def _binance_limits(weight_per_second: int, violations: int, ban_ms: int) -> Mapping[str, object]:
+    limits = [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 1,
+         "limit": weight_per_second},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
+    ]
+    return {"rate_limits": limits, "violations_before_ban": violations, "ban_ms": ban_ms}
+
+
+def _binance_rejects(sb: Sandbox, pair: str) -> OrderIntent:
+    """A sell above PRICE_FILTER's maxPrice: our trading rules carry no price bounds, Binance
+    answers -1013 "Filter failure: PRICE_FILTER"."""
+    spec = sb.exchange.market(_binance_symbol(pair))
+    assert spec.max_price > 0, "the sandbox market needs a maximum price"
+    return OrderIntent(Side.SELL, D("0.001"), OrderType.LIMIT, spec.max_price * 2)
+
+
+def _binance_halt(sb: Sandbox, pair: str) -> None:
+    frontend = next(f for f in sb.frontends if f.name == "binance")
+    assert isinstance(frontend, BinanceSpotFrontend)
+    frontend.ops._symbol_info[_binance_symbol(pair)]["status"] = "BREAK"  # exchangeInfo reads it
+
+
+BINANCE = VenueHarness(
+    name="binance",
+    frontend=BinanceSpotFrontend,
+    make_venue=_binance_venue,
+    endpoints=binance_endpoints,
+    symbol=_binance_symbol,
+    order_path="/api/v3/order",
+    ping_path="/api/v3/ping",
+    small_limits=_binance_limits,
+    venue_rejects=_binance_rejects,
+    halt_market=_binance_halt,
+)
+
+HARNESSES: tuple[VenueHarness, ...] = (BINANCE,)
+
+
+# -- orders saved by an earlier run --------------------------------------------------------------
+
+#: The client-id instance of "our bot" across restarts (ConnectorConfig.client_id_instance).
+INSTANCE = "7e57ab5d"
+
+
+def own_ids(venue: VenueHarness) -> ClientOrderIdFactory:
+    """Issues client ids a connector configured with ``INSTANCE`` recognises as its own."""
+    rules = venue.make_venue(None).spec.client_ids
+    return ClientOrderIdFactory(rules.default_prefix, rules.max_length, instance_id=INSTANCE)
+
+
+def saved_order(
+    cid: str, amount: str, price: str, *, side: Side = Side.BUY, pair: str = PAIR,
+    exchange_order_id: str | None = None,
+) -> InFlightOrder:
+    """An open order as a journal would give it back after a restart."""
+    return InFlightOrder(
+        client_order_id=cid, trading_pair=pair, order_type=OrderType.LIMIT, side=side,
+        amount=D(amount), price=D(price), creation_timestamp=time.time(),
+        exchange_order_id=exchange_order_id, state=OrderState.OPEN,
+    )
+
+
+# -- observing the connector ----------------------------------------------------------------------
+
+
+class Recorder:
+    """Every event the connector publishes, and a way to wait for a condition on them."""
+
+    def __init__(self, connector: SpotConnector) -> None:
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+        connector.bus.subscribe_callback(self._on)
+
+    def _on(self, event: Event) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+        """Return once ``condition()`` holds, re-checked on every event (and ``timeout`` at most)."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def of(self, kind: type[Any], cid: str | None = None) -> list[Any]:
+        return [
+            e for e in self.events
+            if isinstance(e, kind) and (cid is None or getattr(e, "client_order_id", None) == cid)
+        ]
+
+    def kinds(self, cid: str) -> list[str]:
+        return [
+            type(e).__name__ for e in self.events if isinstance(e, OrderEvent) and e.client_order_id == cid
+        ]
+
+
+# -- one scenario's world ----------------------------------------------------------------------
+
+
+class World:
+    """One sandbox, one started connector on it, and what a scenario does to both."""
+
+    def __init__(self, venue: VenueHarness, sandbox: Sandbox, connector: SpotConnector) -> None:
+        self.venue = venue
+        self.sb = sandbox
+        self.conn = connector
+        self.rec = Recorder(connector)
+        self.pair = connector.trading_pairs[0]
+        self.symbol = venue.symbol(self.pair)
+
+    def now_ms(self) -> int:
+        return self.sb.context.clock.now_ms()
+
+    # -- the other side of the market ---------------------------------------------------------
+
+    def taker(self, side: str, qty: str, price: str) -> None:
+        """The other account takes liquidity at ``price`` (an IOC limit: it never rests)."""
+        self.sb.exchange.place_order(
+            TAKER, self.symbol, side, "LIMIT", quantity=qty, price=price, time_in_force="IOC",
+            now_ms=self.now_ms(),
+        )
+
+    def maker(self, side: str, qty: str, price: str) -> None:
+        """The other account rests a GTC limit order at ``price``."""
+        self.sb.exchange.place_order(
+            TAKER, self.symbol, side, "LIMIT", quantity=qty, price=price, time_in_force="GTC",
+            now_ms=self.now_ms(),
+        )
+
+    def place_for_us(self, side: str, qty: str, price: str, client_order_id: str) -> OrderView:
+        """An order of our account that reaches the venue by another way than this connector."""
+        result = self.sb.exchange.place_order(
+            DEMO, self.symbol, side, "LIMIT", quantity=qty, price=price, time_in_force="GTC",
+            client_order_id=client_order_id, now_ms=self.now_ms(),
+        )
+        return result.order
+
+    def deposit(self, asset: str, amount: str) -> None:
+        self.sb.exchange.deposit(DEMO, asset, D(amount), now_ms=self.now_ms())
+
+    # -- the venue's view ---------------------------------------------------------------------
+
+    def venue_orders(self, cid: str) -> list[OrderView]:
+        """Every order of ours the venue holds under ``cid`` (more than one would be a duplicate)."""
+        return [o for o in self.sb.exchange.all_orders(DEMO, self.symbol) if o.client_order_id == cid]
+
+    def venue_order(self, cid: str) -> OrderView:
+        [order] = self.venue_orders(cid)
+        return order
+
+    def balances_match(self, assets: Sequence[str] = ("BTC", "USDT")) -> bool:
+        truth = self.sb.ground_truth().balances[DEMO]
+        ours = self.conn.balances()
+        return all(
+            a in ours and ours[a].total == truth[a].total and ours[a].available == truth[a].free
+            for a in assets if a in truth
+        )
+
+    # -- waiting on the connector -------------------------------------------------------------
+
+    async def created(self, cid: str) -> OrderCreated:
+        await self.rec.until(lambda: bool(self.rec.of(OrderCreated, cid)))
+        created: OrderCreated = self.rec.of(OrderCreated, cid)[0]
+        return created
+
+    async def ended(self, cid: str) -> TerminalOrderEvent:
+        await self.rec.until(lambda: bool(self.rec.of(TerminalOrderEvent, cid)))
+        [terminal] = self.rec.of(TerminalOrderEvent, cid)  # exactly one ending, ever
+        assert isinstance(terminal, TerminalOrderEvent)
+        return terminal
+
+    async def book_caught_up(self) -> None:
+        """Return once our book of the pair shows the venue's latest change (its update id)."""
+        update_id = self.sb.exchange.depth(self.symbol, None).last_update_id
+        await asyncio.wait_for(self.conn.market_data.wait_book(self.pair, update_id), WAIT)
+
+    def place(self, intent: OrderIntent) -> str:
+        if intent.side is Side.BUY:
+            return self.conn.buy(self.pair, intent.amount, intent.order_type, intent.price)
+        return self.conn.sell(self.pair, intent.amount, intent.order_type, intent.price)
+
+
+class Lab:
+    """Starts sandboxes and connectors for one venue and stops all of them after the test."""
+
+    def __init__(self, venue: VenueHarness) -> None:
+        self.venue = venue
+        self._sandboxes: list[Sandbox] = []
+        self._connectors: list[SpotConnector] = []
+
+    async def sandbox(
+        self,
+        markets: tuple[str, ...] = (PAIR,),
+        *,
+        flow: bool = False,
+        autotick: bool = True,
+        options: Mapping[str, object] | None = None,
+        seed: int = 11,
+    ) -> Sandbox:
+        config = SandboxConfig(
+            markets=markets, flow=flow, seed=seed,
+            accounts=(AccountConfig(TAKER, balances=TAKER_BALANCES),),
+            venue_options={self.venue.name: dict(options or {})},
+            fault_hang_seconds=1.5,  # a held request outlives the client's timeout, not the test
+            shutdown_timeout=0.25,
+        )
+        sb = Sandbox(config, [self.venue.frontend], autotick=autotick)
+        await sb.start()
+        self._sandboxes.append(sb)
+        return sb
+
+    def connector(
+        self,
+        sb: Sandbox,
+        pairs: Sequence[str] = (PAIR,),
+        *,
+        config: ConnectorConfig = FAST,
+        recv_window_ms: int | None = None,
+        keys: bool = True,
+        **overrides: Any,
+    ) -> SpotConnector:
+        creds = sb.demo_credentials
+        conn = SpotConnector(
+            self.venue.make_venue(recv_window_ms), pairs,
+            Credentials(creds.api_key, creds.api_secret) if keys else None,
+            endpoints=self.venue.endpoints(sb.base_url),
+            config=dataclasses.replace(config, **overrides),
+        )
+        self._connectors.append(conn)
+        return conn
+
+    async def world(
+        self,
+        sb: Sandbox | None = None,
+        pairs: Sequence[str] = (PAIR,),
+        *,
+        restore: Sequence[InFlightOrder] = (),
+        recv_window_ms: int | None = None,
+        **overrides: Any,
+    ) -> World:
+        """A started connector (events recorded from before its start) on ``sb`` or a new sandbox."""
+        sandbox = sb if sb is not None else await self.sandbox(tuple(pairs))
+        conn = self.connector(sandbox, pairs, recv_window_ms=recv_window_ms, **overrides)
+        world = World(self.venue, sandbox, conn)
+        await conn.start(restore, timeout=WAIT)
+        return world
+
+    async def close(self) -> None:
+        for conn in reversed(self._connectors):
+            await conn.stop()
+        for sb in reversed(self._sandboxes):
+            await sb.stop()

@@ -1,0 +1,75 @@
+"""Cancelling: confirmed by the cancel's answer or only later by the venue's report, refused for
+an order the venue does not know, and cancel_all reporting one result per order."""
+
+from __future__ import annotations
+
+from harness import INSTANCE, PAIR, D, Lab, World, own_ids, saved_order
+
+from marketlink.core.enums import OrderType, Side
+from marketlink.core.events import OrderCancelled, OrderLost, TerminalOrderEvent
+from marketlink.core.orders import OrderState
+from marketlink.engine.orders import CancelOutcome
+from marketlink.sandbox.exchange import OrderStatus
+from marketlink.sandbox.faults import StreamKind
+
+
+async def test_cancel_confirmed_by_the_cancels_answer(world: World) -> None:
+    cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("48000"))
+    await world.created(cid)
+    if world.venue.cancel_answer_confirms:
+        # Nothing comes by the private stream: the answer alone must end the order.
+        world.sb.faults.stall_streams(world.now_ms() + 5_000, StreamKind.USER)
+    world.conn.cancel(PAIR, cid)
+    cancelled = await world.ended(cid)
+    assert isinstance(cancelled, OrderCancelled) and cancelled.executed_base == 0
+    assert world.rec.kinds(cid) == ["OrderCreated", "OrderCancelled"]
+    assert world.venue_order(cid).status is OrderStatus.CANCELED
+    assert cid not in world.conn.in_flight_orders()
+
+
+async def test_cancel_confirmed_only_by_the_venues_later_report(lab: Lab) -> None:
+    world = await lab.world(request_timeout=0.3)
+    cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("48000"))
+    await world.created(cid)
+    # The venue cancels at once, but its answer comes after we stopped waiting for it.
+    world.sb.faults.delay_responses(1.0, 1, path_prefix=world.venue.order_path)
+    [result] = await world.conn.cancel_all(5.0)
+    assert result.client_order_id == cid
+    assert result.outcome is CancelOutcome.CANCELLED and result.state is OrderState.CANCELED
+    assert world.rec.kinds(cid) == ["OrderCreated", "OrderCancelled"]
+    assert world.venue_order(cid).status is OrderStatus.CANCELED
+    assert world.sb.faults.fired.get("rest_delay") == 1
+
+
+async def test_cancel_of_an_order_the_venue_does_not_know_fails_and_never_cancels_it(lab: Lab) -> None:
+    cid = own_ids(lab.venue).new(Side.BUY, PAIR)
+    phantom = saved_order(cid, "0.01", "45000", exchange_order_id="987654321")
+    world = await lab.world(restore=[phantom], client_id_instance=INSTANCE)
+    [result] = await world.conn.cancel_all(5.0)
+    assert result.client_order_id == cid and result.outcome is CancelOutcome.FAILED
+    assert result.reason is not None and "not found" in result.reason
+    # The answers "not found" add up until the order is reported lost; it never ends cancelled.
+    await world.rec.until(lambda: bool(world.rec.of(OrderLost, cid)))
+    lost: OrderLost = world.rec.of(OrderLost, cid)[0]
+    assert lost.not_found_count == world.conn.ctx.tracker.lost_after
+    assert not world.rec.of(TerminalOrderEvent, cid)
+    assert world.venue_orders(cid) == []
+
+
+async def test_cancel_all_reports_each_order_with_the_one_failure(lab: Lab) -> None:
+    phantom_id = own_ids(lab.venue).new(Side.SELL, PAIR)
+    phantom = saved_order(phantom_id, "0.01", "90000", side=Side.SELL, exchange_order_id="987654321")
+    world = await lab.world(restore=[phantom], client_id_instance=INSTANCE)
+    live = [world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D(p)) for p in ("48000", "48500", "49000")]
+    for cid in live:
+        await world.created(cid)
+    results = {r.client_order_id: r for r in await world.conn.cancel_all(5.0)}
+    assert set(results) == {*live, phantom_id}
+    assert all(results[cid].outcome is CancelOutcome.CANCELLED for cid in live)
+    assert results[phantom_id].outcome is CancelOutcome.FAILED and not results[phantom_id].success
+    for cid in live:
+        assert world.rec.kinds(cid) == ["OrderCreated", "OrderCancelled"]
+    assert not world.rec.of(TerminalOrderEvent, phantom_id)
+    assert world.sb.exchange.open_orders("demo", world.symbol) == []
+    await world.rec.until(lambda: world.balances_match() and world.conn.available_balance("USDT")
+                          == world.conn.total_balance("USDT"))

@@ -1,0 +1,109 @@
+"""Creating orders: what reaches the venue, what the connector reports, and how every way a
+placement can end (acknowledged, refused by the venue, refused locally, answer lost) settles."""
+
+from __future__ import annotations
+
+import pytest
+from harness import PAIR, D, Lab, World
+
+from marketlink.core.enums import OrderType, Side, TimeInForce
+from marketlink.core.events import OrderCreated, OrderFailed, OrderUnknown
+from marketlink.core.orders import OrderState
+from marketlink.sandbox.faults import StreamKind
+
+
+async def test_limit_buy_and_sell_reach_the_venue_as_asked_and_are_created(world: World) -> None:
+    buy = world.conn.buy(PAIR, D("0.0123"), OrderType.LIMIT, D("50000.019"))
+    sell = world.conn.sell(PAIR, D("0.02"), OrderType.LIMIT, D("70000.004"))
+    expected = ((buy, Side.BUY, "0.0123", "50000.01"), (sell, Side.SELL, "0.02", "70000.01"))
+    for cid, side, qty, price in expected:
+        created = await world.created(cid)
+        venue = world.venue_order(cid)
+        # Exactly what the venue holds: prices on the tick toward the passive side.
+        assert (venue.side, venue.order_type, venue.time_in_force) == (side, OrderType.LIMIT, TimeInForce.GTC)
+        assert (venue.orig_qty, venue.price) == (D(qty), D(price))
+        assert venue.client_order_id == cid and venue.is_working
+        assert created.exchange_order_id == str(venue.order_id)
+        assert (created.side, created.amount, created.price) == (side, D(qty), D(price))
+        order = world.conn.in_flight_orders()[cid]
+        assert order.state is OrderState.OPEN and order.exchange_order_id == str(venue.order_id)
+        assert world.rec.kinds(cid) == ["OrderCreated"]
+    # The venue locked the funds, and the connector's balances say the same.
+    await world.rec.until(world.balances_match)
+    assert world.conn.available_balance("USDT") < world.conn.total_balance("USDT")
+
+
+async def test_an_order_the_venue_refuses_fails_with_the_venues_reason(world: World) -> None:
+    intent = world.venue.venue_rejects(world.sb, PAIR)
+    cid = world.place(intent)
+    failed = await world.ended(cid)
+    assert isinstance(failed, OrderFailed) and failed.reason
+    assert failed.executed_base == 0 and failed.missing_base == 0
+    assert world.rec.kinds(cid) == ["OrderFailed"]
+    assert cid not in world.conn.in_flight_orders()
+    assert world.venue_orders(cid) == []
+    assert world.conn.orders.counters.placed == 1 and world.conn.orders.counters.rejected == 1
+    await world.rec.until(world.balances_match)  # nothing stays reserved for it
+
+
+@pytest.mark.parametrize(
+    ("amount", "price", "rule"),
+    [
+        ("0.00001", "50000", "min_notional"),  # 0.5 USDT
+        ("0.000001", "50000", "amount_positive"),  # nothing left after rounding to the step
+        ("100000", "50000", "max_order_size"),
+    ],
+)
+async def test_an_order_a_trading_rule_forbids_is_never_sent(
+    world: World, amount: str, price: str, rule: str
+) -> None:
+    cid = world.conn.buy(PAIR, D(amount), OrderType.LIMIT, D(price))
+    failed = await world.ended(cid)
+    assert isinstance(failed, OrderFailed)
+    assert failed.reason is not None and failed.reason.startswith(f"rule {rule}:")
+    assert world.rec.kinds(cid) == ["OrderFailed"]
+    assert world.conn.orders.counters.placed == 0 and world.conn.orders.counters.refused_locally == 1
+    assert world.venue_orders(cid) == []
+
+
+@pytest.mark.parametrize("fault", ["delayed_answer", "lost_answer"])
+async def test_a_placement_without_answer_that_the_venue_executed_settles_open(
+    lab: Lab, fault: str
+) -> None:
+    world = await lab.world(request_timeout=0.3)
+    rec = world.rec
+    # Hold the private stream back, so only the reconciler's query can tell what happened.
+    world.sb.faults.stall_streams(world.now_ms() + 3_000, StreamKind.USER)
+    if fault == "delayed_answer":
+        world.sb.faults.delay_responses(1.0, 1, path_prefix=world.venue.order_path)  # past our timeout
+    else:
+        world.sb.faults.lose_order_responses(1)  # the connection is cut after the order is made
+    cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("49000"))
+    created = await world.created(cid)
+    assert rec.kinds(cid) == ["OrderUnknown", "OrderCreated"]
+    unknown: OrderUnknown = rec.of(OrderUnknown, cid)[0]
+    assert unknown.reason is not None
+    venue = world.venue_order(cid)  # exactly one: never placed twice
+    assert created.exchange_order_id == str(venue.order_id)
+    assert world.conn.in_flight_orders()[cid].state is OrderState.OPEN
+    assert world.conn.orders.counters.placed == 1 and world.conn.orders.counters.unknown == 1
+    assert world.conn.reconciler.counters.queries >= 1
+
+
+async def test_a_placement_without_answer_that_never_reached_the_venue_settles_failed(lab: Lab) -> None:
+    # A short receive window: once it has passed, the lost request can no longer be executed, so
+    # "not found" answers count from then on.
+    world = await lab.world(request_timeout=0.3, recv_window_ms=500)
+    rec = world.rec
+    world.sb.faults.timeout_requests(1, path_prefix=world.venue.order_path)  # held, never executed
+    cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("49000"))
+    failed = await world.ended(cid)
+    assert isinstance(failed, OrderFailed) and failed.reason
+    assert rec.kinds(cid) == ["OrderUnknown", "OrderFailed"]
+    assert world.venue_orders(cid) == []
+    assert world.conn.orders.counters.placed == 1  # never sent again
+    counters = world.conn.reconciler.counters
+    assert counters.not_found == counters.not_found_too_early + world.conn.ctx.tracker.lost_after
+    assert world.sb.faults.fired.get("rest_timeout") == 1
+    assert not rec.of(OrderCreated, cid)
+    await rec.until(world.balances_match)

@@ -1,0 +1,182 @@
+"""Trouble and recovery: a dropped private stream, a book gap, a clock the venue refuses, rate
+limits and a ban, and a restart with orders that were open before it."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from harness import INSTANCE, PAIR, WAIT, D, Lab, World
+
+from marketlink.core.enums import OrderType
+from marketlink.core.events import BookResynced, ConnectorStatusChanged, OrderFailed
+from marketlink.core.orders import InFlightOrder, OrderState
+from marketlink.engine.orders import TRADING_PART, CancelOutcome
+from marketlink.net.errors import IpBanned, RateLimited
+from marketlink.sandbox.faults import StreamKind
+
+MAX_TICKS = 200  # bound on ticking while waiting for the market flow to move a book
+
+
+async def test_dropped_stream_reconnects_resubscribes_and_reconciles_the_gap(lab: Lab) -> None:
+    # Slow polling even while the stream is down: only the reconnect's reconcile can find the fills.
+    world = await lab.world(reconcile_fast=30.0)
+    rec = world.rec
+    cid = world.conn.buy(PAIR, D("0.03"), OrderType.LIMIT, D("50000"))
+    await world.created(cid)
+    # The fills happen while the socket holds its messages; the socket then dies with them.
+    world.sb.faults.stall_streams(world.now_ms() + 2_000, StreamKind.USER)
+    world.taker("SELL", "0.01", "50000")
+    world.taker("SELL", "0.02", "50000")
+    world.sb.faults.drop_streams(StreamKind.USER)
+    await rec.until(lambda: any(
+        isinstance(e, ConnectorStatusChanged) and "user_stream" in dict(e.not_ready) for e in rec.events
+    ))
+    done = await world.ended(cid)
+    assert rec.kinds(cid) == ["OrderCreated", "OrderFilled", "OrderFilled", "OrderCompleted"]
+    assert done.executed_base == D("0.03") and done.missing_base == 0
+    await rec.until(lambda: world.conn.ready)
+    assert world.conn.user_stream.counters.connections == 2  # resubscribed on a new socket
+    assert world.conn.reconciler.counters.fill_fetches >= 1
+    assert world.conn.status()["reconcile"].ready
+    # The new subscription delivers: the next order is created and cancelled through it.
+    nxt = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("40000"))
+    await world.created(nxt)
+    world.conn.cancel(PAIR, nxt)
+    await world.ended(nxt)
+    await rec.until(world.balances_match)
+
+
+async def test_book_gap_is_resynced_to_the_venues_book(lab: Lab) -> None:
+    sb = await lab.sandbox(flow=True, autotick=False)
+    world = await lab.world(sb)
+    symbol = world.symbol
+    resynced: list[BookResynced] = []
+    world.conn.bus.subscribe_callback(lambda e: resynced.append(e) if isinstance(e, BookResynced) else None)
+
+    async def tick_until_book_moves() -> None:
+        before = sb.exchange.depth(symbol, None).last_update_id
+        for _ in range(MAX_TICKS):
+            await sb.tick()
+            if sb.exchange.depth(symbol, None).last_update_id != before:
+                return
+        raise AssertionError(f"the book did not move in {MAX_TICKS} ticks")
+
+    await tick_until_book_moves()
+    await world.book_caught_up()
+    sb.faults.skip_update_ids(symbol, 1)
+    await tick_until_book_moves()  # this change is never sent
+    await tick_until_book_moves()  # the next one shows the gap
+    await world.rec.until(lambda: bool(resynced))
+    [event] = resynced
+    assert event.trading_pair == PAIR and event.reason.startswith("gap")
+    await world.book_caught_up()
+    truth = sb.exchange.depth(symbol, None)
+    book = world.conn.book(PAIR)
+    assert book.update_id == truth.last_update_id
+    assert book.to_dict() == {"bids": dict(truth.bids), "asks": dict(truth.asks)}
+    assert world.conn.ready
+
+
+async def test_clock_skew_rejection_resyncs_time_and_then_succeeds(world: World) -> None:
+    http = world.conn.ctx.http
+    offset = world.conn.ctx.time_sync.offset_ms
+    # The venue's clock jumps ahead: our timestamps look older than the receive window allows.
+    world.sb.faults.shift_clock(30_000)
+    await world.conn.refresh_balances()  # refused once, time resynced, sent again: answered
+    assert http.stats.errors["ClockSkew"] == 1
+    assert abs(world.conn.ctx.time_sync.offset_ms - offset - 30_000) < 1_000
+    # An order refused for its timestamp is not executed and never sent again (it fails); the
+    # clock is resynced, so the next order goes through.
+    world.sb.faults.shift_clock(30_000)
+    refused = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    failed = await world.ended(refused)
+    assert isinstance(failed, OrderFailed) and world.venue_orders(refused) == []
+    assert http.stats.errors["ClockSkew"] == 2
+    accepted = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    await world.created(accepted)
+    assert len(world.venue_orders(accepted)) == 1
+
+
+#: Request weight per second the venue allows in the rate-limit scenarios. The start fits in it.
+#: Sixteen account snapshots (weight 20 each) sent at once do not, however the burst falls on the
+#: venue's one-second windows: one window gets eight of them, 160, so two at least are refused.
+#: A window without refusals holds at most six of them, 120, which leaves room for 10 more.
+LIMIT = 130
+
+
+async def _burst(world: World, n: int) -> list[BaseException | None]:
+    """``n`` account snapshots at once (each one of the venue's heavier reads)."""
+    results = await asyncio.gather(*(world.conn.refresh_balances() for _ in range(n)), return_exceptions=True)
+    return [r if isinstance(r, BaseException) else None for r in results]
+
+
+async def test_rate_limit_answer_backs_off_until_the_venue_admits_again(lab: Lab) -> None:
+    # The venue tolerates many refusals here: no ban.
+    sb = await lab.sandbox(options=lab.venue.small_limits(LIMIT, 100, 60_000))
+    world = await lab.world(sb)
+    http = world.conn.ctx.http
+    first = await _burst(world, 16)
+    refused = [r for r in first if r is not None]
+    assert len(refused) >= 2 and all(isinstance(r, RateLimited) and r.retry_after for r in refused)
+    assert http.stats.errors["RateLimited"] == len(refused)
+    # Sent at once right after, these wait out the back-off (past the refusing window) and are
+    # all admitted: had they gone at once they would have been refused in the full window.
+    second = await asyncio.gather(world.conn.last_prices(), world.conn.last_prices())
+    assert second[0] == second[1] == {}
+    assert http.stats.errors["RateLimited"] == len(refused) and http.stats.errors["IpBanned"] == 0
+
+
+async def test_ban_refuses_orders_while_market_data_goes_on(lab: Lab) -> None:
+    # One refusal tolerated: the second in a window bans the IP for a moment.
+    sb = await lab.sandbox(options=lab.venue.small_limits(LIMIT, 1, 1_500))
+    world = await lab.world(sb)
+    conn = world.conn
+    outcomes = await _burst(world, 16)
+    assert any(isinstance(r, IpBanned) for r in outcomes)
+    assert conn.ctx.throttler.banned_until is not None
+    cid = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    failed = await world.ended(cid)
+    assert isinstance(failed, OrderFailed) and failed.reason is not None and "banned" in failed.reason
+    assert world.venue_orders(cid) == []
+    assert not conn.status()[TRADING_PART].ready and not conn.ready
+    # Market data does not go through the banned REST API: the book still follows the venue.
+    world.maker("SELL", "0.3", "61000")
+    await world.book_caught_up()
+    assert conn.best_ask(PAIR) == Decimal("61000")
+    assert conn.ctx.throttler.banned_until is not None  # all of it during the ban
+    # When the ban ends, trading resumes.
+    await world.rec.until(lambda: conn.status()[TRADING_PART].ready, timeout=WAIT)
+    resumed = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    await world.created(resumed)
+    await world.rec.until(lambda: conn.ready)
+
+
+async def test_restart_restores_open_orders_and_catches_up_with_what_happened_meanwhile(lab: Lab) -> None:
+    sb = await lab.sandbox()
+    before = await lab.world(sb, client_id_instance=INSTANCE)
+    filled = before.conn.buy(PAIR, D("0.02"), OrderType.LIMIT, D("50000"))
+    resting = before.conn.sell(PAIR, D("0.01"), OrderType.LIMIT, D("70000"))
+    for cid in (filled, resting):
+        await before.created(cid)
+    saved = [o.to_dict() for o in before.conn.in_flight_orders().values()]  # the journal's part
+    await before.conn.stop()
+    before.taker("SELL", "0.005", "50000")  # while no connector runs
+
+    restored = [InFlightOrder.from_dict(d) for d in saved]
+    after = await lab.world(sb, restore=restored, client_id_instance=INSTANCE)
+    orders = after.conn.in_flight_orders()
+    assert set(orders) == {filled, resting}
+    assert orders[filled].state is OrderState.PARTIALLY_FILLED and orders[filled].executed_base == D("0.005")
+    assert orders[resting].state is OrderState.OPEN
+    assert after.rec.kinds(filled) == ["OrderFilled"]  # its creation was reported before the restart
+    assert after.rec.kinds(resting) == []
+    # They are ours after the restart too: fills arrive and they can be cancelled.
+    after.taker("SELL", "0.005", "50000")
+    await after.rec.until(lambda: after.rec.kinds(filled) == ["OrderFilled", "OrderFilled"])
+    results = await after.conn.cancel_all(WAIT)
+    assert {(r.client_order_id, r.outcome) for r in results} == {
+        (filled, CancelOutcome.CANCELLED), (resting, CancelOutcome.CANCELLED),
+    }
+    assert sb.exchange.open_orders("demo", after.symbol) == []
+    await after.rec.until(after.balances_match)

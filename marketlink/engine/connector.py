@@ -146,16 +146,18 @@ class SpotConnector:
         await self._load_markets()
         self.orders.restore(restore)
         ctx.status.ok("journal_restore", f"{len(restore)} orders restored")
+        # Books sync in the background while the private side starts: neither waits for the other.
+        await self.market_data.start()
         if self._credentials is not None:
-            await self.refresh_balances()
-            await self.user_stream.start()
+            # The private stream is subscribed before reconciling, so nothing that happens during
+            # the reconcile pass is missed; the balance snapshot runs alongside.
+            await asyncio.gather(self.refresh_balances(), self.user_stream.start())
             await self.reconciler.run_once(full=True)
             ctx.supervisor.spawn("reconciler", self.reconciler.run)
             ctx.supervisor.spawn("balances", self._balance_loop)
         else:
             ctx.status.ok("user_stream", "public only (no credentials)")
             ctx.status.ok("balances", "public only (no credentials)")
-        await self.market_data.start()
         ctx.supervisor.spawn("time_sync", self._time_loop)
         try:
             await asyncio.wait_for(self.wait_ready(), timeout)

@@ -53,7 +53,7 @@ class ConnectorConfig:
     # so that it still owns (may cancel, adopts) the orders it placed before the restart.
     client_id_instance: str | None = None
     request_timeout: float = 10.0
-    snapshot_concurrency: int = 8  # book snapshots in flight at once (weights still throttled)
+    snapshot_concurrency: int = 16  # book snapshots in flight at once (weights still throttled)
     book_stale_after: float = 30.0  # a depth stream silent this long is resynced
     reconcile_fast: float = 2.0  # order polling while the user stream is down or silent
     reconcile_slow: float = 30.0  # order polling while the user stream is live

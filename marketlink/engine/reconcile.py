@@ -32,11 +32,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
+from marketlink.core.market import VenueOrder
 from marketlink.core.orders import InFlightOrder, OrderState
 from marketlink.engine.context import ConnectorContext
 from marketlink.engine.orders import OrderManager
 from marketlink.engine.user_stream import UserStream
 from marketlink.net.errors import OrderNotFound
+from marketlink.net.http import RestRequest
 
 __all__ = ["FILL_FETCH_TRIES", "STATUS_PART", "ReconcileCounters", "Reconciler"]
 
@@ -290,19 +292,52 @@ class Reconciler:
             self._fill_tries.pop(cid, None)
         return True
 
-    async def _diff_open_orders(self, queried: set[str]) -> bool:
+    async def _open_order_listings(self) -> dict[str, list[VenueOrder]]:
+        """The venue's open orders per traded pair (pairs whose listing failed are left out).
+
+        One request for every symbol when that costs less weight than one request per pair
+        (Binance: 80 against 6 per pair, so from 14 pairs on), else per-pair requests in
+        parallel: a 50-pair connector starts without 50 listings in a row."""
         ctx = self._ctx
-        tracker = ctx.tracker
-        ok = True
-        for pair in ctx.trading_pairs:
+        pairs = ctx.trading_pairs
+        codec = ctx.codec
+
+        async def fetch(symbol: str | None) -> list[VenueOrder]:
+            payload = await ctx.http.request(codec.open_orders_request(symbol))
+            return codec.parse_open_orders(payload, ctx.markets.symbols)
+
+        every = codec.open_orders_request(None)
+        one = codec.open_orders_request(ctx.symbol(pairs[0]))
+        if len(pairs) > 1 and _weight(every) < len(pairs) * _weight(one):
             try:
-                request = ctx.codec.open_orders_request(ctx.symbol(pair))
-                listing = ctx.codec.parse_open_orders(await ctx.http.request(request), ctx.markets.symbols)
+                listing = await fetch(None)
+            except Exception as exc:
+                self.counters.errors += 1
+                log.info("%s: open orders failed: %s", ctx.venue.name, exc)
+                return {}
+            out: dict[str, list[VenueOrder]] = {p: [] for p in pairs}
+            for vo in listing:
+                if vo.trading_pair in out:
+                    out[vo.trading_pair].append(vo)
+            return out
+
+        async def per_pair(pair: str) -> tuple[str, list[VenueOrder] | None]:
+            try:
+                return pair, await fetch(ctx.symbol(pair))
             except Exception as exc:
                 self.counters.errors += 1
                 log.info("%s: open orders of %s failed: %s", ctx.venue.name, pair, exc)
-                ok = False
-                continue
+                return pair, None
+
+        results = await _bounded([partial(per_pair, p) for p in pairs])
+        return {pair: listing for pair, listing in results if listing is not None}
+
+    async def _diff_open_orders(self, queried: set[str]) -> bool:
+        ctx = self._ctx
+        tracker = ctx.tracker
+        listings = await self._open_order_listings()
+        ok = len(listings) == len(ctx.trading_pairs)
+        for pair, listing in listings.items():
             listed: set[str] = set()
             for vo in listing:
                 order = tracker.get(vo.client_order_id) or tracker.get_by_exchange_id(vo.exchange_order_id)
@@ -344,6 +379,10 @@ class Reconciler:
             log.info("%s: balance snapshot failed: %s", ctx.venue.name, exc)
             return False
         return True
+
+
+def _weight(request: RestRequest) -> int:
+    return sum(cost.weight for cost in request.costs)
 
 
 async def _bounded(jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int = CONCURRENCY) -> list[_T]:

@@ -24,6 +24,7 @@ from test_orders_fakes import (
     Harness,
     make_harness,
     placed,
+    rule,
     settle,
     trade,
     venue_order,
@@ -37,6 +38,8 @@ from marketlink.engine.context import ConnectorConfig
 from marketlink.engine.orders import OrderManager
 from marketlink.engine.reconcile import FILL_FETCH_TRIES, STATUS_PART, Reconciler
 from marketlink.net.errors import OrderNotFound, RequestTimeout, ServerError
+from marketlink.net.http import RestRequest
+from marketlink.net.throttler import Cost
 
 S = OrderState
 
@@ -392,3 +395,33 @@ def test_placement_not_found_fails_only_unacknowledged_unknown_orders() -> None:
     assert [type(e) for e in t.process_placement_not_found("o", START + 7)] == [OrderLost]
     assert t.process_placement_not_found("gone", START + 8) == []
     assert t.counters.unknown_order == 1
+
+
+@pytest.mark.parametrize(("n_pairs", "requests"), [(3, 3), (20, 1)])
+async def test_open_orders_are_listed_in_one_request_when_that_weighs_less(
+    n_pairs: int, requests: int
+) -> None:
+    pairs = [PAIR] + [f"C{i}-USDT" for i in range(n_pairs - 1)]
+    h = make_harness(rules=[rule(trading_pair=p) for p in pairs])
+    codec = h.ctx.codec
+
+    def weighed(symbol: str | None) -> RestRequest:
+        # Binance's weights: 6 for one symbol, 80 for all of them.
+        cost = (Cost("W", 6 if symbol else 80),)
+        return RestRequest("GET", OPEN, {"symbol": symbol}, costs=cost)
+
+    codec.open_orders_request = weighed  # type: ignore[method-assign]
+    elsewhere = venue_order("other-bot-1", xid="x9", pair="ZZZ-USDT")  # a pair we do not trade
+    h.http.on(OPEN, listing(elsewhere))
+    h.http.answer(ACCOUNT, SNAPSHOT)
+    w = World(h)
+    assert await w.rec.run_once(full=True)
+    sent = h.http.sent(OPEN)
+    assert len(sent) == requests
+    if requests == 1:
+        assert sent[0].params["symbol"] is None  # type: ignore[index]
+    else:
+        symbols = sorted(r.params["symbol"] for r in sent)  # type: ignore[index]
+        assert symbols == sorted(p.replace("-", "") for p in pairs)
+    assert w.rec.counters.foreign == (0 if requests == 1 else n_pairs)
+    await w.stop()

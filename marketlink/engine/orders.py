@@ -598,8 +598,11 @@ class OrderManager:
         for r in refusals:
             counts = self.counters.refusals
             counts[r.kind.value] = counts.get(r.kind.value, 0) + 1
-            # Another bot's orders on the same account are routine; anything else is worth a look.
-            level = logging.DEBUG if r.kind is RefusalKind.UNKNOWN_ORDER else logging.WARNING
+            # Routine, so DEBUG: another bot's orders on the same account, and a stale status
+            # arriving after the order ended (the stream repeating what a REST answer settled).
+            order = self.ctx.tracker.get(r.client_order_id) if r.client_order_id else None
+            stale = r.kind is RefusalKind.ILLEGAL_TRANSITION and order is not None and order.is_terminal
+            level = logging.DEBUG if r.kind is RefusalKind.UNKNOWN_ORDER or stale else logging.WARNING
             log.log(level, "%s: tracker refused an update (%s): %s", self.ctx.venue.name, r.kind, r.detail)
 
     # -- reconciler hooks -----------------------------------------------------------------------

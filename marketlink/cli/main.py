@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from marketlink import __version__
+from marketlink.cli.connect_cmd import connect
 from marketlink.cli.sandbox_cmd import sandbox
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ def _version(value: bool) -> None:
 
 
 app.command(name="sandbox")(sandbox)
+app.command(name="connect")(connect)
 
 
 @app.callback()

@@ -6,7 +6,10 @@ import typer
 
 from marketlink import __version__
 from marketlink.cli.connect_cmd import connect
+from marketlink.cli.market_cmds import balance, book, ticker
+from marketlink.cli.run_cmd import run
 from marketlink.cli.sandbox_cmd import sandbox
+from marketlink.cli.status_cmd import history, status
 
 app = typer.Typer(
     name="marketlink",
@@ -24,6 +27,12 @@ def _version(value: bool) -> None:
 
 app.command(name="sandbox")(sandbox)
 app.command(name="connect")(connect)
+app.command(name="run")(run)
+app.command(name="status")(status)
+app.command(name="history")(history)
+app.command(name="balance")(balance)
+app.command(name="ticker")(ticker)
+app.command(name="book")(book)
 
 
 @app.callback()
@@ -35,12 +44,5 @@ def main(
     """marketlink: exact, fast, tested exchange connectors."""
 
 
-@app.command()
-def run(
-    duration: float = typer.Option(30.0, "--duration", min=0.1, help="Seconds to run."),
-    seed: int = typer.Option(7, "--seed", help="Seed of the simulated market."),
-) -> None:
-    """Run the main job on the embedded sandbox."""
-    from marketlink.cli.demo import run_demo
-
-    raise typer.Exit(run_demo(duration=duration, seed=seed))
+if __name__ == "__main__":
+    app()

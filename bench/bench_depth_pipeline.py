@@ -1,6 +1,7 @@
 """Depth pipeline throughput: raw stream bytes -> decode -> codec -> book sync -> best bid/ask.
 
 Run (not part of CI):  python bench/bench_depth_pipeline.py [--messages 200000] [--runs 5] [--seed 7]
+                       [--breakdown]
 
 The stream is bench_book.py's seeded synthetic Binance-spot depth stream (a 5000-level-per-side
 snapshot, then diffs of 10-20 level changes clustered near the top), each diff wrapped as Binance's
@@ -20,6 +21,8 @@ bytes. Encoding the frames is not timed; everything after the bytes is.
 
 Reported: messages/s and level updates/s (median of the runs, process CPU time), the ratios, and
 a check that the marketlink book ends exactly equal to a string-keyed reference of the stream.
+With ``--breakdown``, also marketlink's loop cut after each stage (decode; key and ``WsMessage``;
+parse; ``_on_message``; best reads), so the differences say where its time goes.
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ def decoder() -> Callable[[bytes], Any]:
     return getattr(VENUE.codec, "decode_market", jsoncodec.decode)  # type: ignore[no-any-return]
 
 
-def run_marketlink(snapshot: dict[str, Any], frames: list[bytes], check: bool = False) -> float:
+def _market_data(snapshot: dict[str, Any]) -> tuple[MarketData, _Stream]:
+    """The engine's market data for one pair, its book synced from ``snapshot``."""
     ctx = _context()
     md = MarketData(ctx)
     md._create_books()
@@ -98,6 +102,12 @@ def run_marketlink(snapshot: dict[str, Any], frames: list[bytes], check: bool = 
     snap = DepthSnapshot(PAIR, snapshot["lastUpdateId"], snapshot["bids"], snapshot["asks"])
     if sync.on_snapshot(snap, sync.generation) is not Step.SYNCED:
         raise SystemExit("snapshot not installed")
+    return md, stream
+
+
+def run_marketlink(snapshot: dict[str, Any], frames: list[bytes], check: bool = False) -> float:
+    md, stream = _market_data(snapshot)
+    sync = md.sync(PAIR)
     book = sync.book
     decode, key_of, on_message = decoder(), VENUE.codec.market_message_key, md._on_message
     bid, ask = book.best_bid, book.best_ask
@@ -131,6 +141,74 @@ def _check_exact(
     for key, side in (("b", "bids"), ("a", "asks")):
         if {Decimal(p): Decimal(q) for p, q in ref[key].items()} != got[side]:
             raise SystemExit(f"marketlink book differs from the exact replay on {side}")
+
+
+STAGES = (
+    "decode (decode_market)",
+    "+ subscription key and WsMessage",
+    "+ parse_market_message (DepthUpdate)",
+    "+ MarketData._on_message (BookSync, OrderBook)",
+    "+ best bid and ask as Decimal",
+)
+
+
+def run_stage(snapshot: dict[str, Any], frames: list[bytes], stage: int) -> float:
+    """marketlink's loop cut after ``STAGES[stage]``: the differences between stages say where
+    the time goes. Stage 4 is ``run_marketlink``'s loop."""
+    md, stream = _market_data(snapshot)
+    book = md.sync(PAIR).book
+    decode, key_of, parse, on_message = (
+        decoder(), VENUE.codec.market_message_key, VENUE.codec.parse_market_message, md._on_message
+    )
+    symbols = md._symbols
+    bid, ask = book.best_bid, book.best_ask
+    t0 = time.process_time()
+    if stage == 0:
+        for raw in frames:
+            decode(raw)
+    elif stage == 1:
+        for raw in frames:
+            data = decode(raw)
+            WsMessage(data, key_of(data), 0.0)
+    elif stage == 2:
+        for raw in frames:
+            data = decode(raw)
+            parse(WsMessage(data, key_of(data), 0.0).data, symbols)
+    elif stage == 3:
+        for raw in frames:
+            data = decode(raw)
+            on_message(stream, WsMessage(data, key_of(data), 0.0))
+    else:
+        for raw in frames:
+            data = decode(raw)
+            on_message(stream, WsMessage(data, key_of(data), 0.0))
+            bid()
+            ask()
+    elapsed = time.process_time() - t0
+    if stage >= 3 and md.stats.diffs_applied != len(frames):
+        raise SystemExit(f"stage {stage} applied {md.stats.diffs_applied}/{len(frames)}")
+    return elapsed
+
+
+def breakdown(snapshot: dict[str, Any], frames: list[bytes], runs: int) -> None:
+    """Print each stage's cost per message (median of ``runs``, stages interleaved)."""
+    seconds: list[list[float]] = [[] for _ in STAGES]
+    typed: list[float] = []
+    for _ in range(runs):
+        for stage in range(len(STAGES)):
+            gc.collect()
+            seconds[stage].append(run_stage(snapshot, frames, stage))
+        gc.collect()
+        typed.append(run_typed(snapshot, frames))
+    n = len(frames)
+    print(f"where marketlink's time goes, per message (median of {runs} runs, process CPU time):")
+    previous = 0.0
+    for name, runs_s in zip(STAGES, seconds, strict=True):
+        us = statistics.median(runs_s) / n * 1e6
+        print(f"  {name:50s} {us:6.2f} us  (+{us - previous:5.2f})")
+        previous = us
+    print(f"  {'reference: msgspec typed float + SortedList, all of it':50s} "
+          f"{statistics.median(typed) / n * 1e6:6.2f} us")
 
 
 # -- references --------------------------------------------------------------------------------
@@ -217,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time marketlink's loop stage by stage (where the time goes)")
     args = ap.parse_args(argv)
     random.seed(args.seed)
 
@@ -244,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     for n, rate in msgs.items():
         print(f"  {n:50s} {rate:>10,.0f} msgs/s {rate * changes / args.messages:>12,.0f} levels/s   "
               f"x{rate / msgs[TYPED]:.2f} vs typed, x{rate / msgs[UNTYPED]:.2f} vs untyped")
+    if args.breakdown:
+        breakdown(snapshot, frames, args.runs)
     return 0
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import msgspec
+
 from marketlink.core.enums import OrderType, Side, TimeInForce
 from marketlink.core.orders import OrderState, OrderUpdate
 from marketlink.core.rules import TradingRule
@@ -29,12 +31,18 @@ class DepthSnapshot:
     timestamp: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DepthUpdate:
+class DepthUpdate(msgspec.Struct, frozen=True, gc=False):
     """A diff (``is_snapshot`` False) or a pushed snapshot (True, e.g. Bybit) from a stream.
 
     ``first_id``/``final_id``/``prev_final_id`` are whatever the venue's sequence rule reads
-    (Binance spot U/u, USD-M U/u/pu, Bybit u as both)."""
+    (Binance spot U/u, USD-M U/u/pu, Bybit u as both).
+
+    One is built for every depth message, so it is a msgspec ``Struct`` rather than a frozen
+    dataclass like its neighbours: as immutable, but built in C, over ten times cheaper (the
+    generated ``__init__`` of a frozen dataclass sets each field through
+    ``object.__setattr__``). ``gc=False``: it holds only ids, strings and level lists, which
+    never refer back to it, so the collector need not track one per message.
+    """
 
     trading_pair: str
     first_id: int

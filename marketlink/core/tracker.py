@@ -134,6 +134,7 @@ class OrderTracker:
         self._held: dict[str, InFlightOrder] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._gapped: dict[str, InFlightOrder] = {}
+        self._excess_counted: set[str] = set()
         self._refusals: deque[Refusal] = deque(maxlen=max_refusals)
 
     # -- lookups ------------------------------------------------------------------------------
@@ -378,7 +379,15 @@ class OrderTracker:
                 events.append(self._lost_event(order, timestamp))
             elif order.state is OrderState.UNKNOWN:
                 events.append(self._unknown_event(order, timestamp))
-        if order.excess_fill and not before.excess_fill:
+        # A fill overtaking the status that reports it is an excess for a moment (Binance sends
+        # the fill first): count only what persists, i.e. an excess a venue status leaves
+        # standing, or fills beyond the order's amount. Once per order.
+        if (
+            order.excess_fill
+            and (filled is None or order.executed_base > order.amount)
+            and order.client_order_id not in self._excess_counted
+        ):
+            self._excess_counted.add(order.client_order_id)
             self.counters.excess_fill += 1
         if order.client_order_id not in self._finished:
             if order.is_terminal and not order.missing_fill:
@@ -414,6 +423,7 @@ class OrderTracker:
     def _forget(self, cid: str) -> None:
         self._finished.pop(cid, None)
         self._gapped.pop(cid, None)
+        self._excess_counted.discard(cid)
         order = self._orders.pop(cid)
         xid = order.exchange_order_id
         if xid is not None and self._by_exchange_id.get(xid) == cid:

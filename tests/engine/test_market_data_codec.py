@@ -76,3 +76,19 @@ def test_frames_that_only_look_like_depth_take_the_checked_path() -> None:
 def test_undecodable_bytes_raise() -> None:
     with pytest.raises(msgspec.DecodeError):
         codec.decode_market(b'{"stream":"bnbbtc@depth@100ms","data":{')
+
+
+def test_an_unknown_symbol_on_the_typed_path_is_malformed() -> None:
+    fast = codec.decode_market(FRAMES[0])
+    assert isinstance(fast, DepthFrame)
+    with pytest.raises(MalformedMessage, match="unknown symbol 'BNBBTC'"):
+        codec.parse_market_message(fast, {"BNBUSDT": "BNB-USDT"})
+
+
+def test_depth_updates_are_immutable_values() -> None:
+    update = codec.parse_market_message(codec.decode_market(FRAMES[0]), SYMBOLS)
+    assert isinstance(update, DepthUpdate)
+    with pytest.raises(AttributeError):
+        update.final_id = 1  # type: ignore[misc]
+    assert update == DepthUpdate("BNB-BTC", 157, 160, update.bids, update.asks, None, False, 1672515782.136)
+    assert update != DepthUpdate("BNB-BTC", 157, 161, update.bids, update.asks, None, False, 1672515782.136)

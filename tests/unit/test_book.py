@@ -20,6 +20,8 @@ from marketlink.core.book import (
     PrecisionError,
     from_units,
     scale_of,
+    size_is_zero,
+    stored_size,
     to_units,
 )
 from marketlink.core.enums import Side
@@ -199,7 +201,7 @@ def test_price_memo_is_bounded_and_never_wrong(monkeypatch: pytest.MonkeyPatch) 
     for i in range(1, 30):
         price = f"{i}.{i % 100:02d}"
         assert book.apply_diff([[price, str(i)]], [], i, i) is R.APPLIED
-        assert len(book._bid_cache) <= 4
+        assert len(book._bid.memo) <= 4
     assert book.level_count(BUY) == 29
     assert book.rows(BUY, 1) == [(D("29.29"), D("29"))]
     # A memoized price deletes the level it names.
@@ -264,6 +266,77 @@ def test_bad_snapshot_leaves_an_empty_unsynced_book() -> None:
     assert not book.in_sync and "bad level in snapshot 300" in book.out_of_sync_reason
     with pytest.raises(BookDataError):
         book.apply_snapshot(None, [], 301)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", ["-1", "NaN", "Infinity", "abc", "", ".", "0.0.0", "-0", " 0", "٠"])
+def test_a_bad_size_for_a_known_price_is_refused_on_arrival(size: str) -> None:
+    # Nothing that could read as zero, or that does not start like a positive number, is stored.
+    book = spot_book()
+    with pytest.raises(BookDataError, match="not a valid size"):
+        book.apply_diff([["100.00000000", size]], [], 101, 101)
+    assert not book.in_sync
+
+
+@pytest.mark.parametrize("size", ["1e31", "1.2.3", "9abc", "1_0", "5 ", "1" * 31, "\u0661"])
+def test_a_malformed_size_for_a_known_level_is_refused_on_arrival(size: str) -> None:
+    # Even the fast path (a price already in the book) checks the size in full: bad venue data
+    # is refused where it enters and the book goes out of sync for a resync.
+    book = spot_book()
+    with pytest.raises(BookDataError, match="not a valid size"):
+        book.apply_diff([["99.50000000", size]], [], 101, 101)
+    assert not book.in_sync and "bad level in diff" in book.out_of_sync_reason
+
+
+def test_a_bad_size_already_stored_is_still_refused_when_read() -> None:
+    # Reads check again: a size that got into the book by any other route never becomes an answer.
+    book = spot_book()
+    book._bid.sizes["99.50000000"] = "9abc"  # only reachable by tampering
+    assert book.rows(BUY, 1) == [(D("100"), D("1"))]  # levels above it still read fine
+    with pytest.raises(BookDataError, match="not a valid size"):
+        book.rows(BUY, 2)
+    assert not book.in_sync and "bad size in the book" in book.out_of_sync_reason
+
+
+def test_sizes_read_back_exactly_whatever_their_spelling() -> None:
+    book = spot_book()
+    updates = [["100.00000000", "0.00012000"], ["99.50000000", "7."], ["99.00000000", ".25"]]
+    assert book.apply_diff(updates, [["101.50", "0000003"]], 101, 101) is R.APPLIED
+    assert book.rows(BUY) == [(D("100"), D("0.00012")), (D("99.5"), D("7")), (D("99"), D("0.25"))]
+    assert book.rows(SELL, 2) == [(D("101"), D("1.5")), (D("101.5"), D("3"))]
+    assert stored_size("12.3400") == D("12.34")
+    with pytest.raises(BookDataError, match="zero size stored"):
+        stored_size("0.000")  # zeros delete, so a stored zero would be a bug
+
+
+def test_size_is_zero() -> None:
+    assert size_is_zero("0") and size_is_zero("0.00000000") and size_is_zero("00.") and size_is_zero(".0")
+    assert not size_is_zero("0.00000001") and not size_is_zero("10") and not size_is_zero(".5")
+    assert size_is_zero("0." + "0" * 40) and not size_is_zero("0." + "0" * 40 + "1")  # long: via Decimal
+    assert not size_is_zero("9" * 30)
+    for bad in ("1" + "0" * 30, "-0", "+1", "1e5", "1.2.3", "", ".", " 1", "١", 1.5, None, b"1"):
+        with pytest.raises(BookDataError):
+            size_is_zero(bad)  # type: ignore[arg-type]
+
+
+def test_the_best_price_follows_the_top() -> None:
+    book = spot_book()
+    assert (book.best_bid(), book.best_ask()) == (D("100"), D("101"))
+    book.apply_diff([["100.25", "1"]], [["100.75", "1"]], 101, 101)  # new tops
+    assert (book.best_bid(), book.best_ask()) == (D("100.25"), D("100.75"))
+    book.apply_diff([["100.25", "0"]], [["100.75", "0"]], 102, 102)  # and back
+    assert (book.best_bid(), book.best_ask()) == (D("100"), D("101"))
+    book.apply_diff([["100.00", "0"], ["99.50", "0"], ["99.00", "0"]], [], 103, 103)
+    assert book.best_bid() is None and book.best_bid_units() is None and book.mid() is None
+
+
+def test_snapshots_leave_the_price_memo_to_the_diffs() -> None:
+    book = spot_book()
+    assert book._bid.memo == {} and book._ask.memo == {}  # thousands of deep prices would evict the top
+    book.apply_diff([["100.00000000", "0"], ["98.00", "1"]], [], 101, 101)
+    assert book._bid.memo == {"100.00000000": 10000, "98.00": 9800}
+    book.apply_snapshot([["98.00", "2"]], [["101.00", "1"]], 200)
+    assert book._bid.memo == {"100.00000000": 10000, "98.00": 9800}
+    assert book.apply_diff([["98.00", "0"]], [], 201, 201) is R.APPLIED and book.level_count(BUY) == 0
 
 
 # -- other venues' rules through the book ---------------------------------------------------------

@@ -11,7 +11,7 @@ crossings happen too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Context
+from decimal import Context, InvalidOperation
 from decimal import Decimal as D
 from fractions import Fraction
 from typing import Any
@@ -20,7 +20,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketlink.core.book import DiffResult, OrderBook, PrecisionError, from_units, to_units
+from marketlink.core.book import (
+    BookDataError,
+    DiffResult,
+    OrderBook,
+    PrecisionError,
+    from_units,
+    size_is_zero,
+    to_units,
+)
 from marketlink.core.enums import Side
 
 R = DiffResult
@@ -108,8 +116,9 @@ def spell(ticks: int, zeros: int) -> str:
 
 
 sizes = st.one_of(
-    st.sampled_from(["0", "0.00000000", "0.0"]),
+    st.sampled_from(["0", "0.00000000", "0.0", "00.000", "0." + "0" * 25]),  # the last two: no shortcut
     st.builds(lambda n, s: format(D(n).scaleb(-s), "f"), st.integers(1, 10**9), st.integers(0, 8)),
+    st.builds(lambda n: f"0{n}.000", st.integers(1, 99)),  # a leading zero on a whole number
 )
 
 
@@ -261,3 +270,47 @@ def test_a_digit_past_the_scale_is_refused_never_rounded(units: int, scale: int,
     text = (text if "." in text else text + ".") + str(extra)
     with pytest.raises(PrecisionError):
         to_units(text, scale)
+
+
+# -- the size tests -----------------------------------------------------------------------------------
+
+
+def plainly_not_zero(text: str) -> bool:
+    """The book's hot-path test (``OrderBook.apply_diff``), spelled out."""
+    return "1" <= text.lstrip("0.") < ":"
+
+
+plain_decimals = st.builds(
+    lambda whole, dot, frac: whole + ("." if dot else "") + frac,
+    st.text(st.sampled_from("00000000123456789"), max_size=6),
+    st.booleans(),
+    st.text(st.sampled_from("00000000123456789"), max_size=6),
+).filter(lambda text: any(c.isdigit() for c in text))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(text=plain_decimals)
+def test_both_zero_tests_are_exact_on_plain_decimals(text: str) -> None:
+    zero = D(text) == 0
+    assert size_is_zero(text) is zero
+    assert plainly_not_zero(text) is not zero
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(text=st.text(st.sampled_from("0123456789.-+eE _nNaIifty\u0660\u0661\uff10"), max_size=8))
+def test_no_string_that_reads_as_zero_passes_for_a_size(text: str) -> None:
+    # The hot path decides a level's existence from ``plainly_not_zero`` alone: whatever else the
+    # string holds, if Decimal can read it at all, it is not zero.
+    try:
+        value: D | None = D(text)
+    except InvalidOperation:
+        value = None
+    if plainly_not_zero(text) and value is not None:
+        assert value != 0
+    # The full check accepts plain ASCII decimals only, and then agrees with Decimal.
+    try:
+        zero = size_is_zero(text)
+    except BookDataError:
+        return
+    assert text.isascii() and text.replace(".", "", 1).isdigit() and value is not None
+    assert zero is (value == 0)

@@ -301,10 +301,24 @@ def test_duplicate_fills_are_counted_and_conflicting_ones_logged(tracker: OrderT
     assert [r.kind for r in tracker.drain_refusals()] == [RefusalKind.FILL_CONFLICT]
 
 
-def test_excess_fill_is_counted_once(tracker: OrderTracker) -> None:
+def test_excess_fill_is_counted_once_and_only_when_it_persists(tracker: OrderTracker) -> None:
     tracker.process_order_update(upd(S.PARTIALLY_FILLED, cumulative_filled=D("0.1")))
-    tracker.process_trade_update(fill("t1", "0.2"))
+    tracker.process_trade_update(fill("t1", "0.2"))  # overtakes the status that reports it
+    assert tracker.get("c1").excess_fill  # type: ignore[union-attr]
+    assert tracker.counters.excess_fill == 0  # a moment's excess is no alarm
+    tracker.process_order_update(upd(S.PARTIALLY_FILLED, cumulative_filled=D("0.2")))
+    assert not tracker.get("c1").excess_fill  # type: ignore[union-attr]
     tracker.process_trade_update(fill("t2", "0.2"))
+    # The venue's next status still says less than we hold: that excess persists.
+    tracker.process_order_update(upd(S.PARTIALLY_FILLED, cumulative_filled=D("0.3")))
+    tracker.process_order_update(upd(S.PARTIALLY_FILLED, cumulative_filled=D("0.3")))
+    assert tracker.counters.excess_fill == 1
+
+
+def test_fills_beyond_the_order_amount_are_counted_at_once(tracker: OrderTracker) -> None:
+    tracker.process_order_update(upd(S.OPEN))
+    tracker.process_trade_update(fill("t1", "0.7"))
+    tracker.process_trade_update(fill("t2", "0.7"))  # 1.4 of an order of 1
     assert tracker.counters.excess_fill == 1
 
 

@@ -113,6 +113,7 @@ _USAGE_POOL: Final = {"USED-WEIGHT": REQUEST_WEIGHT, "ORDER-COUNT": ORDERS}
 _UNIT_SECONDS: Final = {"S": 1, "M": 60, "H": 3_600, "D": 86_400}
 # -- market frames: depth diffs decoded straight into their struct (see decode_market) ---------
 _DEPTH_FRAME: Final = msgspec.json.Decoder(s.DepthFrame)
+_DEPTH_FRAME_TYPE: Final = s.DepthFrame
 _DEPTH_MARK: Final = f'@{CHANNELS["depth"]}"'
 _DEPTH_MARK_BYTES: Final = _DEPTH_MARK.encode()
 
@@ -341,9 +342,12 @@ class BinanceSpotCodec:
         return jsoncodec.decode(raw)
 
     def parse_market_message(self, message: Any, symbols: Mapping[str, str]) -> MarketMessage | None:
-        if message.__class__ is s.DepthFrame:
+        if message.__class__ is _DEPTH_FRAME_TYPE:  # the hot path: no helper calls, positional fields
             d = message.data
-            return DepthUpdate(_pair(symbols, d.s), d.U, d.u, d.b, d.a, timestamp=_seconds(d.E))
+            pair = symbols.get(d.s)
+            if pair is None:
+                raise _malformed(f"s/symbol: unknown symbol {d.s!r}")
+            return DepthUpdate(pair, d.U, d.u, d.b, d.a, None, False, d.E / 1000)
         data = message.get("data") if isinstance(message, dict) and "stream" in message else message
         if not isinstance(data, dict):
             raise _malformed("market message: expected an object")
@@ -369,7 +373,7 @@ class BinanceSpotCodec:
         raise _malformed(f"e: unexpected market message {event!r}")
 
     def market_message_key(self, message: Any) -> str | None:
-        if message.__class__ is s.DepthFrame:
+        if message.__class__ is _DEPTH_FRAME_TYPE:
             return message.stream
         if not isinstance(message, dict):
             return None

@@ -19,12 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from marketlink.sandbox.faults import Faults, RestAction
+from marketlink.sandbox.faults import RestAction
 from marketlink.sandbox.venues.binance import auth, errors, views
-from marketlink.sandbox.venues.binance.config import BinanceSpotConfig
-from marketlink.sandbox.venues.binance.endpoints import Call, Operation, Operations, Security
+from marketlink.sandbox.venues.binance.endpoints import Call, Operation
 from marketlink.sandbox.venues.binance.errors import BinanceError
-from marketlink.sandbox.venues.binance.limits import RateLimiter, Verdict, order_headers, weight_headers
+from marketlink.sandbox.venues.binance.gates import ApiGates
+from marketlink.sandbox.venues.binance.limits import Verdict, order_headers, weight_headers
 from marketlink.sandbox.venues.binance.params import Params
 
 log = logging.getLogger(__name__)
@@ -71,25 +71,7 @@ def limit_error(verdict: Verdict, now_ms: int) -> BinanceError:
     return errors.too_much_weight(verdict.broken, verdict.retry_after_s, now_ms)
 
 
-class RestApi:
-    def __init__(
-        self,
-        ops: Operations,
-        limiter: RateLimiter,
-        verifier: auth.Verifier,
-        faults: Faults,
-        now_ms: Callable[[], int],
-        config: BinanceSpotConfig,
-    ) -> None:
-        self._ops = ops
-        self._limiter = limiter
-        self._verifier = verifier
-        self._faults = faults
-        self._now = now_ms
-        self._config = config
-        self._windows = (config.default_recv_window_ms, config.max_recv_window_ms, config.future_tolerance_ms)
-        self.lost_responses = 0
-
+class RestApi(ApiGates):
     def install(self, app: web.Application) -> None:
         for method, path, name in ROUTES:
             app.router.add_route(method, path, self._handler(self._ops.table[name]))
@@ -132,11 +114,7 @@ class RestApi:
         try:
             call = self._authorize(request, op, params, raw_query, raw_body, now)
             if op.places_order:
-                assert call.account is not None
-                orders = self._limiter.admit_order(call.account, now)
-                if not orders.ok:
-                    assert orders.broken is not None
-                    raise errors.too_many_orders(orders.broken, orders.retry_after_s, now)
+                self._admit_order(call, now)
             result: Any = self._ops.run(op, call)
         except BinanceError as exc:
             return error_response(exc, headers)
@@ -153,20 +131,10 @@ class RestApi:
     def _authorize(
         self, request: web.Request, op: Operation, params: Params, raw_query: str, raw_body: str, now: int
     ) -> Call:
-        if op.security is Security.NONE:
-            return Call(params, now)
-        api_key = request.headers.get("X-MBX-APIKEY")
-        if op.security is Security.USER_STREAM:
-            cred = self._verifier.credential(api_key)
-        else:
-            payload, signature = auth.rest_payload(raw_query, raw_body)
-            cred = auth.authenticate(
-                self._verifier, api_key, payload, signature, params.get("timestamp"),
-                params.get("recvWindow"), now, encoded=True, windows=self._windows,
-            )
-            if op.security is Security.TRADE and not cred.can_trade:
-                raise errors.rejected_key()
-        return Call(params, now, cred.account, cred.api_key, cred.can_trade)
+        return self._check(
+            op.security, params, now, request.headers.get("X-MBX-APIKEY"),
+            lambda: auth.rest_payload(raw_query, raw_body), encoded=True,
+        )
 
     @staticmethod
     def _cut(request: web.Request) -> web.StreamResponse:

@@ -112,6 +112,13 @@ def order_ack(view: OrderView, transact_time: int) -> OrderResponse:
     return OrderResponse(view.symbol, view.order_id, -1, view.client_order_id, transact_time)
 
 
+def _show_prevented(out: OrderResponse | CancelResponse | OrderQuery, v: OrderView, f: Formats) -> None:
+    """Binance prints the prevented match only on orders self-trade prevention actually touched."""
+    if v.prevented_match_id is not None:
+        out.preventedMatchId = v.prevented_match_id
+        out.preventedQuantity = f.amount(v.prevented_qty)
+
+
 def order_result(
     view: OrderView, transact_time: int, f: Formats, fills: Sequence[Fill] | None = None
 ) -> OrderResponse:
@@ -133,9 +140,7 @@ def order_result(
         workingTime=view.working_time,
         selfTradePreventionMode=view.stp_mode.value,
     )
-    if view.prevented_match_id is not None:
-        out.preventedMatchId = view.prevented_match_id
-        out.preventedQuantity = f.amount(view.prevented_qty)
+    _show_prevented(out, view, f)
     if fills is not None:
         out.fills = [
             FillView(f.price(x.price), f.amount(x.qty), f.asset(x.commission, x.commission_asset),
@@ -174,9 +179,7 @@ def cancel_response(result: CancelResult, f: Formats) -> CancelResponse:
         f.quote_amount(v.orig_quote_order_qty), f.quote_amount(v.cum_quote_qty), v.status.value,
         v.time_in_force.value, v.order_type.value, v.side.value, v.stp_mode.value,
     )
-    if v.prevented_match_id is not None:
-        out.preventedMatchId = v.prevented_match_id
-        out.preventedQuantity = f.amount(v.prevented_qty)
+    _show_prevented(out, v, f)
     return out
 
 
@@ -213,9 +216,7 @@ def order_query(v: OrderView, f: Formats) -> OrderQuery:
         v.order_type.value, v.side.value, zero, f.amount(Decimal(0)), v.time, v.update_time,
         v.is_working, v.working_time, f.quote_amount(v.orig_quote_order_qty), v.stp_mode.value,
     )
-    if v.prevented_match_id is not None:
-        out.preventedMatchId = v.prevented_match_id
-        out.preventedQuantity = f.amount(v.prevented_qty)
+    _show_prevented(out, v, f)
     return out
 
 

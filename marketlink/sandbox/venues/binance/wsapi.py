@@ -25,6 +25,7 @@ from marketlink.sandbox.venues.binance import auth, errors, views
 from marketlink.sandbox.venues.binance.config import BinanceSpotConfig
 from marketlink.sandbox.venues.binance.endpoints import Call, Operation, Operations, Security
 from marketlink.sandbox.venues.binance.errors import BinanceError
+from marketlink.sandbox.venues.binance.gates import ApiGates
 from marketlink.sandbox.venues.binance.limits import LimitType, RateLimiter, Usage
 from marketlink.sandbox.venues.binance.params import Params
 from marketlink.sandbox.venues.binance.rest import limit_error
@@ -45,7 +46,7 @@ class Session:
     next_subscription: int = 0
 
 
-class WsApi:
+class WsApi(ApiGates):
     def __init__(
         self,
         ops: Operations,
@@ -56,14 +57,8 @@ class WsApi:
         config: BinanceSpotConfig,
         user_streams: UserStreams,
     ) -> None:
-        self._ops = ops
-        self._limiter = limiter
-        self._verifier = verifier
-        self._faults = faults
-        self._now = now_ms
-        self._config = config
+        super().__init__(ops, limiter, verifier, faults, now_ms, config)
         self._users = user_streams
-        self._windows = (config.default_recv_window_ms, config.max_recv_window_ms, config.future_tolerance_ms)
         self._heartbeat = Heartbeat(
             config.wsapi_ping_interval_ms, config.wsapi_pong_timeout_ms, config.connection_lifetime_ms
         )
@@ -74,7 +69,6 @@ class WsApi:
             "session.status": (Security.NONE, self._session_status),
         }
         self.sessions: dict[Session, None] = {}
-        self.lost_responses = 0
         self.unexpected_errors = 0
 
     def install(self, app: web.Application) -> None:
@@ -173,11 +167,7 @@ class WsApi:
                 call = self._authorize(op.security, params, raw_params, now)
                 account = call.account
                 if op.places_order:
-                    assert call.account is not None
-                    orders = self._limiter.admit_order(call.account, now)
-                    if not orders.ok:
-                        assert orders.broken is not None
-                        raise errors.too_many_orders(orders.broken, orders.retry_after_s, now)
+                    self._admit_order(call, now)
                 result = self._ops.run(op, call)
                 if op.places_order and self._faults.take_lost_order_response():
                     self.lost_responses += 1
@@ -195,20 +185,11 @@ class WsApi:
             session.socket.release_events()
 
     def _authorize(self, security: Security, params: Params, raw: object, now: int) -> Call:
-        if security is Security.NONE:
-            return Call(params, now)
-        api_key = params.get("apiKey")
-        if security is Security.USER_STREAM:
-            cred = self._verifier.credential(api_key)
-        else:
+        def signed() -> tuple[bytes, str | None]:
             assert isinstance(raw, dict)
-            cred = auth.authenticate(
-                self._verifier, api_key, auth.wsapi_payload(raw), params.get("signature"),
-                params.get("timestamp"), params.get("recvWindow"), now, encoded=False, windows=self._windows,
-            )
-            if security is Security.TRADE and not cred.can_trade:
-                raise errors.rejected_key()
-        return Call(params, now, cred.account, cred.api_key, cred.can_trade)
+            return auth.wsapi_payload(raw), params.get("signature")
+
+        return self._check(security, params, now, params.get("apiKey"), signed, encoded=False)
 
     def _usage(self, session: Session, now: int, account: str | None) -> tuple[Usage, ...]:
         orders = self._limiter.order_usage(account, now) if account is not None else ()

@@ -24,10 +24,15 @@ market data alone costs): orders acknowledged and cancelled per second, median o
 every error counter the engine keeps (failed, rejected, unknown and locally refused orders,
 tracker refusals, 429/418 answers, other HTTP errors, stream reconnects, lost orders, strategy
 callback errors, dropped events, journal rows dropped, supervised task restarts, sandbox errors)
-which must all be 0; client CPU seconds per order (``time.process_time`` over the soak divided by
-the orders placed; the journal's writer thread included); peak memory (``ru_maxrss`` and the
-tracemalloc peak of the Python heap); RSS every 5 s with a least-squares slope in KB/min over the
-samples after the first minute (warm-up); fills in the journal against the venue's own trade
+which must all be 0 (a LIMIT_MAKER quote the venue refused because the book had moved onto its
+price, Binance's -2010 "Order would immediately match and take.", is what maker-only quoting is
+for: counted on a line of its own, not as an error; every other rejection is one); client CPU
+seconds per order (``time.process_time`` over the soak divided by the orders placed; the
+journal's writer thread included); peak memory (``ru_maxrss`` and the
+tracemalloc peak of the Python heap); RSS and SQLite's heap (``sqlite3_memory_used``: the journal
+connections' page caches) every 5 s with least-squares slopes in KB/min over the samples after the
+first minute (warm-up) and over the last half, and what ``malloc_trim(0)`` gives back at the end
+(free memory held by glibc's arenas); fills in the journal against the venue's own trade
 list for the account (equal as sets, no duplicates); balances against the venue's; no order left
 open at the venue.
 
@@ -47,6 +52,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import gc
 import hashlib
@@ -57,6 +64,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -71,6 +79,7 @@ import aiohttp
 import orjson
 
 from marketlink.core.credentials import Credentials
+from marketlink.core.enums import OrderType
 from marketlink.core.events import (
     BalanceUpdated,
     Event,
@@ -222,6 +231,21 @@ def strategy_config(levels: int, refresh: float) -> PureMarketMakingConfig:
     )
 
 
+WOULD_TAKE_CODE = "[-2010]"
+WOULD_TAKE_TEXT = "order would immediately match and take"
+
+
+def maker_would_take(event: OrderFailed) -> bool:
+    """A maker-only quote the venue refused because the book moved onto its price between our
+    snapshot and its arrival: what LIMIT_MAKER is for, not a fault. Binance has no code of its
+    own for it (-2010 also means insufficient funds and more) and the codec raises a plain
+    ``Rejected`` for it, so the code and the venue's text in the failure reason identify it."""
+    reason = (event.reason or "").lower()
+    return (
+        event.order_type is OrderType.LIMIT_MAKER and WOULD_TAKE_CODE in reason and WOULD_TAKE_TEXT in reason
+    )
+
+
 class Tally:
     """Times (monotonic) of order events, and counts of what must stay 0, from the bus."""
 
@@ -229,7 +253,9 @@ class Tally:
         self.created: list[float] = []
         self.cancelled: list[float] = []
         self.fills = 0
-        self.failed = 0
+        self.failed = 0  # every failure but the expected one below
+        self.would_take = 0  # maker-only quotes refused because they would have taken
+        self.failure_reasons: list[str] = []
         self.lost = 0
         self.balance_updates = 0
         self.changed = asyncio.Event()
@@ -243,7 +269,12 @@ class Tally:
         elif isinstance(event, OrderFilled):
             self.fills += 1
         elif isinstance(event, OrderFailed):
-            self.failed += 1
+            if maker_would_take(event):
+                self.would_take += 1
+            else:
+                self.failed += 1
+                if len(self.failure_reasons) < 5:
+                    self.failure_reasons.append(f"{event.order_type} {event.client_order_id}: {event.reason}")
         elif isinstance(event, OrderLost):
             self.lost += 1
         elif isinstance(event, BalanceUpdated):
@@ -274,6 +305,44 @@ def rss_kb() -> int:
         return int(f.read().split()[1]) * PAGE_KB
 
 
+def _c_function(library: str | None, name: str, restype: Any) -> Any:
+    """``name`` from a shared library, or None (not glibc, SQLite built into the module...)."""
+    if library is None:
+        return None
+    try:
+        fn = getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
+    fn.restype = restype
+    return fn
+
+
+def _sqlite_library() -> str | None:
+    import _sqlite3  # the extension module: its own symbols, or those of the libsqlite3 it links
+
+    return _sqlite3.__file__
+
+
+_SQLITE_MEMORY_USED = _c_function(_sqlite_library(), "sqlite3_memory_used", ctypes.c_int64)
+_MALLOC_TRIM = _c_function(ctypes.util.find_library("c"), "malloc_trim", ctypes.c_int)
+
+
+def sqlite_kb() -> int:
+    """Every byte SQLite holds from its allocator in this process (page caches of all journal
+    connections, schema, statements): what separates its growth from the allocator's. -1: not
+    available."""
+    return -1 if _SQLITE_MEMORY_USED is None else int(_SQLITE_MEMORY_USED()) // 1024
+
+
+def trimmed_kb() -> int | None:
+    """RSS given back by ``malloc_trim(0)`` (glibc): memory malloc held free in its arenas."""
+    if _MALLOC_TRIM is None:
+        return None
+    before = rss_kb()
+    _MALLOC_TRIM(0)
+    return before - rss_kb()
+
+
 def window_rates(times: Iterable[float], start: float, end: float) -> list[float]:
     """Events per second in each whole ``WINDOW_S`` window of [start, end)."""
     n = int((end - start) // WINDOW_S)
@@ -293,10 +362,12 @@ def slope_kb_per_min(samples: list[tuple[float, int]], warmup: float) -> tuple[f
     return fit.slope * 60.0, len(kept)
 
 
-async def sample_rss(samples: list[tuple[float, int]], start: float, stop: asyncio.Event) -> None:
-    """RSS now and every ``RSS_EVERY_S`` until ``stop`` (a wait on the event, not a sleep)."""
+async def sample_rss(samples: list[tuple[float, int, int, int]], start: float, stop: asyncio.Event) -> None:
+    """(time, RSS, SQLite's heap, Python's allocated blocks) now and every ``RSS_EVERY_S`` until
+    ``stop`` (a wait on the event, not a sleep). The block count costs nothing, unlike tracemalloc,
+    so it shows over the whole soak whether Python objects accumulate."""
     while True:
-        samples.append((time.monotonic() - start, rss_kb()))
+        samples.append((time.monotonic() - start, rss_kb(), sqlite_kb(), sys.getallocatedblocks()))
         try:
             await asyncio.wait_for(stop.wait(), RSS_EVERY_S)
             return
@@ -378,7 +449,7 @@ async def soak(
 
     strategy = PureMarketMaking(strategy_config(args.levels, args.refresh))
     runner = StrategyRunner(strategy, {"binance": conn}, tick_interval=args.tick, cancel_timeout=10.0)
-    rss: list[tuple[float, int]] = []
+    rss: list[tuple[float, int, int, int]] = []
     stop = asyncio.Event()
     gc.collect()
     start = time.monotonic()
@@ -394,6 +465,7 @@ async def soak(
     traced_now, traced_peak = tracemalloc.get_traced_memory() if traced else (0, 0)
     stop.set()
     await sampler
+    trimmed = trimmed_kb()
     await runner.stop("soak over")
     stop_results = await conn.cancel_all(10.0)
     balances_ok, balances_text = await balances_match(server, conn, tally)
@@ -420,7 +492,8 @@ async def soak(
                                                                    if not r.success],
         "venue_open": venue_open, "balances_ok": balances_ok, "balances_text": balances_text,
         "venue_fills": venue_fills, "stored_fills": stored, "sandbox_errors": sandbox_errors,
-        "rss": rss, "traced_peak": traced_peak, "traced_end": traced_now,
+        "rss": rss, "trimmed_kb": trimmed, "would_take": tally.would_take,
+        "failure_reasons": tally.failure_reasons, "traced_peak": traced_peak, "traced_end": traced_now,
         "trade_ids": frozenset(t[1] for t in all_trades), "warnings": logs.warnings, "first_logs": logs.first,
         "tracker_evicted": conn.ctx.tracker.counters.evicted, "tracked_now": len(conn.ctx.tracker),
         "transient_excess": conn.ctx.tracker.counters.excess_fill,
@@ -439,7 +512,8 @@ def collect_errors(conn: SpotConnector, runner: StrategyRunner, tally: Tally, jo
     restarts = sum(r.restarts for r in conn.ctx.supervisor.records.values())
     return {
         "failed orders (events)": tally.failed,
-        "rejected by venue": oc.rejected,
+        # A would-take refusal is a venue rejection too; every other kind stays an error.
+        "rejected by venue (but would-take)": max(0, oc.rejected - tally.would_take),
         "placement outcome unknown": oc.unknown,
         "refused locally": oc.refused_locally,
         "cancel failures": oc.cancel_failures,
@@ -521,6 +595,10 @@ def check_phase(name: str, res: dict[str, Any]) -> list[str]:
         print(f"    {what:<34}{value:>6}")
         if value:
             problems.append(f"{name}: {what}: {value}")
+    print(f"    maker-only quotes refused because they would take (expected, not an error): "
+          f"{res['would_take']}")
+    for line in res["failure_reasons"]:
+        print(f"      failed: {line}")
     print(f"    warnings logged: {res['warnings']}; fills that briefly overtook their order's status "
           f"(transient, not an error): {res['transient_excess']}")
     for line in res["first_logs"]:
@@ -545,6 +623,40 @@ def rates(res: dict[str, Any]) -> tuple[float, float]:
     return (
         statistics.median(created) if created else 0.0, statistics.median(cancelled) if cancelled else 0.0,
     )
+
+
+def slope_text(samples: list[tuple[float, int]], since: float) -> str:
+    slope, kept = slope_kb_per_min(samples, since)
+    return "n/a" if slope is None else f"{slope:+.1f} KB/min ({kept} samples)"
+
+
+def print_memory(res: dict[str, Any]) -> None:
+    """RSS and SQLite's share of it, with slopes after the warm-up and over the last half: a
+    creep that levels off shows a last-half slope near 0."""
+    rss = [(t, kb) for t, kb, _, _ in res["rss"]]
+    lite = [(t, kb) for t, _, kb, _ in res["rss"]]
+    blocks = [(t, n) for t, _, _, n in res["rss"]]
+    warmup = min(WARMUP_S, res["duration"] / 3)
+    half = res["duration"] / 2
+    first, last = rss[0][1] if rss else 0, rss[-1][1] if rss else 0
+    after = [kb for t, kb in rss if t >= warmup]
+    low, high = min(after, default=0) / 1024, max(after, default=0) / 1024
+    print(f"  RSS every {RSS_EVERY_S:.0f} s: {first / 1024:.1f} MB at start, {last / 1024:.1f} MB at end, "
+          f"after {warmup:.0f} s warm-up {low:.1f} .. {high:.1f} MB")
+    print(f"    slope after the warm-up {slope_text(rss, warmup)}; "
+          f"over the last half {slope_text(rss, half)}")
+    if lite and lite[0][1] >= 0:
+        print(f"  SQLite heap (sqlite3_memory_used, page caches included): "
+              f"{lite[0][1] / 1024:.2f} MB at start, "
+              f"{lite[-1][1] / 1024:.2f} MB at end; slope after the warm-up {slope_text(lite, warmup)}, "
+              f"last half {slope_text(lite, half)}")
+    if blocks:
+        overall, last_half = (slope_text(blocks, since).replace("KB", "blocks") for since in (warmup, half))
+        print(f"  Python allocated blocks (sys.getallocatedblocks): {blocks[0][1]} at start, "
+              f"{blocks[-1][1]} at end; slope after the warm-up {overall}, last half {last_half}")
+    if res["trimmed_kb"] is not None:
+        print(f"  malloc_trim(0) after the soak gave back {res['trimmed_kb'] / 1024:.2f} MB of RSS "
+              f"(free memory glibc's arenas held)")
 
 
 def report(res: dict[str, Any], mem: dict[str, Any] | None, base: tuple[float, float, int],
@@ -584,16 +696,7 @@ def report(res: dict[str, Any], mem: dict[str, Any] | None, base: tuple[float, f
     print(f"  engine / baseline CPU per order: x{cpu_per_order / base_per_pair:.1f} "
           f"(net of idle streams: x{net / base_per_pair:.1f})")
 
-    rss = res["rss"]
-    warmup = min(WARMUP_S, res["duration"] / 3)
-    slope, kept = slope_kb_per_min(rss, warmup)
-    first, last = rss[0][1] if rss else 0, rss[-1][1] if rss else 0
-    slope_text = "n/a" if slope is None else f"{slope:+.1f} KB/min"
-    after = [kb for t, kb in rss if t >= warmup]
-    low, high = min(after, default=0) / 1024, max(after, default=0) / 1024
-    print(f"  RSS every {RSS_EVERY_S:.0f} s: {first / 1024:.1f} MB at start, {last / 1024:.1f} MB at end, "
-          f"after {warmup:.0f} s warm-up {low:.1f} .. {high:.1f} MB "
-          f"({kept} samples), slope {slope_text}")
+    print_memory(res)
     print(f"  tracker at the end: {res['tracked_now']} orders held, {res['tracker_evicted']} evicted")
     if mem is not None:
         med_c, med_x = rates(mem)

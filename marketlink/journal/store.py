@@ -84,6 +84,17 @@ class JournalStats:
     restore_dropped: int = 0  # stored orders that could not be rebuilt (corrupt record)
 
 
+#: Page cache per connection, in KiB. SQLite's compiled-in default (2 MB unless a distribution
+#: changed it) fills slowly as the file grows and shows as resident memory creeping for minutes;
+#: a fixed bound makes the ceiling ours. The writer only touches the right edges of the tables
+#: and indexes (new rows, recent orders), and the reader's cache is discarded whenever another
+#: connection has written, so a larger cache buys nothing here.
+CACHE_KIB = 1024
+#: After a checkpoint, a WAL file larger than this (bytes) is truncated to it, so one large
+#: transaction does not leave a large file on disk for good.
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
+
+
 def connect_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     """One connection with the journal's settings. Autocommit mode (``isolation_level=None``):
     transactions are opened explicitly, never implicitly by the sqlite3 module."""
@@ -98,6 +109,8 @@ def connect_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Conn
         # FULL: a committed fill survives a power cut too, not only a crash of this process.
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")  # negative: KiB, not pages
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise JournalError(f"{path} is not a marketlink journal: {exc}") from None

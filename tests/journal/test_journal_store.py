@@ -32,7 +32,7 @@ from marketlink.journal.records import (
     fees_json,
 )
 from marketlink.journal.schema import MIGRATIONS, migrate
-from marketlink.journal.store import connect_db, run_write
+from marketlink.journal.store import CACHE_KIB, WAL_SIZE_LIMIT, connect_db, run_write
 
 D = Decimal
 
@@ -77,6 +77,13 @@ def test_a_new_journal_is_private_migrated_and_in_wal_mode(tmp_path: Path) -> No
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"bots", "orders", "order_states", "fills", "balances", "positions", "funding_payments"} <= tables
+    conn.close()
+
+
+def test_every_connection_bounds_its_page_cache_and_wal_file(tmp_path: Path) -> None:
+    conn = connect_db(tmp_path / "j.db")
+    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT
     conn.close()
 
 

@@ -22,6 +22,7 @@ from marketlink.core.enums import OrderType, Side, TimeInForce
 from marketlink.net import jsoncodec
 from marketlink.sandbox.exchange import MarketSpec, StpMode
 from marketlink.sandbox.venues.binance import errors
+from marketlink.sandbox.venues.binance.auth import wsapi_value
 from marketlink.sandbox.venues.binance.errors import BinanceError
 
 _DECIMAL = re.compile(errors.DECIMAL_RANGE)
@@ -201,15 +202,11 @@ def _parse_form(raw: str) -> dict[str, str]:
 
 
 def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    # As the signed string shows it (auth.wsapi_value), except that a JSON number parsed as a
+    # Decimal is read in plain digits: the signature covers the text, the order the value.
     if isinstance(value, Decimal):
         return jsoncodec.plain_decimal(value)
-    return jsoncodec.encode(value).decode()
+    return wsapi_value(value)
 
 
 # -- new orders --------------------------------------------------------------------------------------

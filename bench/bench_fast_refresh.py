@@ -362,6 +362,20 @@ def slope_kb_per_min(samples: list[tuple[float, int]], warmup: float) -> tuple[f
     return fit.slope * 60.0, len(kept)
 
 
+def heap_growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, seconds: float,
+                top: int = 8) -> list[str]:
+    """The source lines whose live heap grew most between two snapshots, in KB/min: where an
+    accumulation comes from, if there is one."""
+    lines = []
+    for stat in last.compare_to(first, "lineno")[:top]:
+        if stat.size_diff <= 0:
+            break
+        frame = stat.traceback[0]
+        lines.append(f"{stat.size_diff / 1024 / seconds * 60:+8.1f} KB/min {stat.count_diff:+7d} blocks  "
+                     f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}")
+    return lines
+
+
 async def sample_rss(samples: list[tuple[float, int, int, int]], start: float, stop: asyncio.Event) -> None:
     """(time, RSS, SQLite's heap, Python's allocated blocks) now and every ``RSS_EVERY_S`` until
     ``stop`` (a wait on the event, not a sleep). The block count costs nothing, unlike tracemalloc,
@@ -457,12 +471,18 @@ async def soak(
     placed0 = conn.orders.counters.placed
     sampler = asyncio.create_task(sample_rss(rss, start, stop))
     await runner.start()
+    first: tracemalloc.Snapshot | None = None
+    if traced:  # the heap after warm-up, to compare with the end: what keeps growing, and where
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration / 3)
+        first = tracemalloc.take_snapshot()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), duration)
+        await asyncio.wait_for(stop.wait(), duration - (duration / 3 if traced else 0.0))
     cpu = time.process_time() - cpu0
     end = time.monotonic()
     placed = conn.orders.counters.placed - placed0
     traced_now, traced_peak = tracemalloc.get_traced_memory() if traced else (0, 0)
+    growth = heap_growth(first, tracemalloc.take_snapshot(), duration * 2 / 3) if first else []
     stop.set()
     await sampler
     trimmed = trimmed_kb()
@@ -493,7 +513,9 @@ async def soak(
         "venue_open": venue_open, "balances_ok": balances_ok, "balances_text": balances_text,
         "venue_fills": venue_fills, "stored_fills": stored, "sandbox_errors": sandbox_errors,
         "rss": rss, "trimmed_kb": trimmed, "would_take": tally.would_take,
+        "cancel_races": conn.orders.counters.cancel_races,
         "failure_reasons": tally.failure_reasons, "traced_peak": traced_peak, "traced_end": traced_now,
+        "heap_growth": growth,
         "trade_ids": frozenset(t[1] for t in all_trades), "warnings": logs.warnings, "first_logs": logs.first,
         "tracker_evicted": conn.ctx.tracker.counters.evicted, "tracked_now": len(conn.ctx.tracker),
         "transient_excess": conn.ctx.tracker.counters.excess_fill,
@@ -522,7 +544,10 @@ def collect_errors(conn: SpotConnector, runner: StrategyRunner, tally: Tally, jo
         "fills released with a gap": tc.released_with_gap,
         "orders ending with excess fills": sum(o.excess_fill for o in conn.in_flight_orders().values()),
         "429 / 418 answers": http.get("RateLimited", 0) + http.get("IpBanned", 0),
-        "other HTTP errors": sum(v for k, v in http.items() if k not in ("RateLimited", "IpBanned")),
+        # A cancel that met a fill gets one "not found" answer, then a query finds the order
+        # filled (``cancel_races``, reported apart): those answers are the race, not errors.
+        "other HTTP errors": max(0, sum(v for k, v in http.items() if k not in ("RateLimited", "IpBanned"))
+                                 - oc.cancel_races),
         "user stream reconnects": max(0, us.connections - 1) + us.ended_by_venue,
         "market stream reconnects": max(0, md.connects - 1),
         "book resyncs": sum(md.resyncs.values()),
@@ -597,6 +622,8 @@ def check_phase(name: str, res: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: {what}: {value}")
     print(f"    maker-only quotes refused because they would take (expected, not an error): "
           f"{res['would_take']}")
+    print(f"    cancels that met a fill, answered 'not found' and settled by a query "
+          f"(expected, not an error): {res['cancel_races']}")
     for line in res["failure_reasons"]:
         print(f"      failed: {line}")
     print(f"    warnings logged: {res['warnings']}; fills that briefly overtook their order's status "
@@ -705,6 +732,9 @@ def report(res: dict[str, Any], mem: dict[str, Any] | None, base: tuple[float, f
               f"({med_c:.1f}/s), {mem['cancelled_total']} cancelled ({med_x:.1f}/s)")
         print(f"  tracemalloc: peak {mem['traced_peak'] / 2**20:.2f} MB, "
               f"at the end {mem['traced_end'] / 2**20:.2f} MB")
+        print("  heap growth over the last two thirds of the phase, by source line (top):")
+        for line in mem["heap_growth"] or ["none"]:
+            print("    " + line)
         problems += check_phase("memory phase", mem)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  ru_maxrss of the client process (whole run): {peak_rss_mb:.1f} MB")

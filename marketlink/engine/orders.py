@@ -106,6 +106,8 @@ class OrderCounters:
     unknown: int = 0  # placement outcome unknown (timeout, transport error, unreadable answer)
     cancels_sent: int = 0
     cancel_failures: int = 0
+    #: cancels the venue answered "not found" for an order we held open (then settled by a query)
+    cancel_races: int = 0
     adopted: int = 0  # own orders found at the venue that we did not track
     bad_updates: int = 0  # items of unknown type handed to apply_updates
     refusals: dict[str, int] = field(default_factory=dict)  # tracker refusals seen, by kind
@@ -435,13 +437,26 @@ class OrderManager:
             payload = await ctx.http.request(request)
             update = ctx.codec.parse_cancel_order(payload, order)
         except OrderNotFound:
-            # The venue does not know it: it ended (a fill racing the cancel) or never landed.
-            # An UNKNOWN placement is counted only by the reconciler's settling queries, which
-            # wait out the venue's receive window first.
-            if order.state is not OrderState.UNKNOWN:
+            # The venue does not know it as open: most often a fill raced the cancel and its
+            # report is still on the way, or the order never landed. One status query tells
+            # these apart now, so a market maker's everyday race ends ALREADY_DONE rather than
+            # as a failed cancel. An UNKNOWN placement is counted only by the reconciler's
+            # settling queries, which wait out the venue's receive window first.
+            if order.state is OrderState.UNKNOWN:
+                self._query_soon(cid)
+            elif not order.is_terminal:
+                self.counters.cancel_races += 1
                 self.record_not_found(cid)
-            self._query_soon(cid)
-            if order.state in TERMINAL_STATES:  # a fill racing the cancel ended it meanwhile
+                try:
+                    if not await self.query_status(order):
+                        self.record_not_found(cid)  # the venue's second word on it
+                        self._query_soon(cid)  # and on towards LOST, as any order not found
+                    elif cid in ctx.tracker.held:
+                        self._query_soon(cid)  # ended with fills we lack: the reconciler fetches them
+                except Exception as exc:  # says nothing about the order: the reconciler asks again
+                    log.info("%s: status query of %s after its cancel failed: %s", ctx.venue.name, cid, exc)
+                    self._query_soon(cid)
+            if order.state in TERMINAL_STATES:  # a fill racing the cancel ended it
                 return self._result(order)
             self.counters.cancel_failures += 1
             return CancelResult(cid, order.trading_pair, CancelOutcome.FAILED, "venue: order not found",
@@ -531,6 +546,19 @@ class OrderManager:
                 self.counters.bad_updates += 1
                 log.warning("%s: dropped an update of type %s", self.ctx.venue.name, type(item).__name__)
         self._log_refusals()
+
+    async def query_status(self, order: InFlightOrder) -> bool:
+        """Ask the venue for one order's state by client id and apply the answer; ``False`` when
+        the venue does not know the order (not yet counted: "not found" means different things
+        for a placement still within its receive window). Other errors propagate."""
+        ctx = self.ctx
+        try:
+            request = ctx.codec.order_status_request(ctx.symbol(order.trading_pair), order.client_order_id)
+            found = ctx.codec.parse_order_status(await ctx.http.request(request), ctx.markets.symbols)
+        except OrderNotFound:
+            return False
+        self.apply_updates([found.as_update()])
+        return True
 
     def record_not_found(self, client_order_id: str, *, placement: bool = False) -> None:
         """A real "order not found" answer for a tracked order. ``placement`` marks a query that

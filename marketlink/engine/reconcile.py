@@ -37,7 +37,6 @@ from marketlink.core.orders import InFlightOrder, OrderState
 from marketlink.engine.context import ConnectorContext
 from marketlink.engine.orders import OrderManager
 from marketlink.engine.user_stream import UserStream
-from marketlink.net.errors import OrderNotFound
 from marketlink.net.http import RestRequest
 
 __all__ = ["FILL_FETCH_TRIES", "STATUS_PART", "ReconcileCounters", "Reconciler"]
@@ -220,6 +219,9 @@ class Reconciler:
                 continue
             queried.add(cid)
             jobs.append(partial(self._query, order))
+        # An order asked about that has already ended, short of fills: no status to query, but
+        # its trade history is fetched on this pass (``_recover_fills`` takes what was queried).
+        queried.update(cid for cid in asked if cid in tracker.held)
         return all(await _bounded(jobs))
 
     async def _query(self, order: InFlightOrder) -> bool:
@@ -227,17 +229,14 @@ class Reconciler:
         cid = order.client_order_id
         self.counters.queries += 1
         try:
-            request = ctx.codec.order_status_request(ctx.symbol(order.trading_pair), cid)
-            found = ctx.codec.parse_order_status(await ctx.http.request(request), ctx.markets.symbols)
-        except OrderNotFound:
-            self.counters.not_found += 1
-            self._not_found(order)
-            return True
+            found = await self._orders.query_status(order)
         except Exception as exc:  # transport, rate limit, unreadable: says nothing about the order
             self.counters.errors += 1
             log.info("%s: status query of %s failed: %s", ctx.venue.name, cid, exc)
             return False
-        self._orders.apply_updates([found.as_update()])
+        if not found:
+            self.counters.not_found += 1
+            self._not_found(order)
         return True
 
     def _not_found(self, order: InFlightOrder) -> None:

@@ -73,3 +73,23 @@ async def test_cancel_all_reports_each_order_with_the_one_failure(lab: Lab) -> N
     assert world.sb.exchange.open_orders("demo", world.symbol) == []
     await world.rec.until(lambda: world.balances_match() and world.conn.available_balance("USDT")
                           == world.conn.total_balance("USDT"))
+
+
+async def test_a_cancel_that_meets_a_fill_ends_already_done_not_failed(world: World) -> None:
+    # The market maker's everyday race: the order fills at the venue while the cancel is on its
+    # way, and the fill's report has not reached us yet (the private stream holds it), so the
+    # venue answers the cancel "not found". One status query settles it as filled.
+    cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("50000"))
+    await world.created(cid)
+    world.sb.faults.stall_streams(world.now_ms() + 60_000, StreamKind.USER)
+    world.taker("SELL", "0.01", "50000")
+    [result] = await world.conn.cancel_all(5.0)
+    assert result.client_order_id == cid
+    assert result.outcome is CancelOutcome.ALREADY_DONE and result.success
+    assert result.state is OrderState.FILLED
+    counters = world.conn.orders.counters
+    assert counters.cancel_races == 1 and counters.cancel_failures == 0
+    done = await world.ended(cid)  # the fills come by the trade history, not the held stream
+    assert done.executed_base == D("0.01")
+    assert world.rec.kinds(cid) == ["OrderCreated", "OrderFilled", "OrderCompleted"]
+    assert not world.rec.of(OrderLost, cid)

@@ -4,8 +4,16 @@ A venue publishes its limits as pools with windows ("6000 weight per minute", "5
 and 160000 per day") and says what each request costs. We mirror that as plain data
 (``RateLimit``, ``Window``, ``Cost``) and keep, per pool and window, a deque of charges with a
 running sum. Expired charges leave from the left as time passes, so each charge is appended once
-and removed once: the work per request is amortized O(1) however long the history (a one-day window
-may hold 160k charges; that costs memory, never time).
+and removed once: the work per request is amortized O(1) however long the history.
+
+Memory stays bounded too. A window up to ``EXACT_UP_TO`` seconds (the per-second to per-minute
+limits that pace trading) is kept exactly: one entry per instant charged, at most its capacity.
+A longer window (Binance's 160,000 orders a day, 61,000 raw requests per 5 minutes) would keep one
+entry per request for its whole length: a market maker at 25 orders a second would pile up 150k
+entries (13 MB) over a day, growing all the while. Its charges are therefore grouped into
+``BUCKETS`` slots: each expires at the end of its slot, never before its exact time and at most
+``seconds / BUCKETS`` after it (84 s for a day, 0.3 s for 5 minutes), so the count is only ever
+conservative, and the window holds at most ``BUCKETS + 1`` entries.
 
 Two layers, as in the rest of ``net``:
 
@@ -57,11 +65,24 @@ from marketlink.core.errors import ConfigError
 from marketlink.net.clock import Clock, SystemClock
 from marketlink.net.errors import IpBanned
 
-__all__ = ["Cost", "RateLimit", "ThrottleState", "Throttler", "Usage", "Window"]
+__all__ = [
+    "BUCKETS", "EXACT_UP_TO", "Cost", "RateLimit", "ThrottleState", "Throttler", "Usage", "Window",
+    "slot_end",
+]
 
 log = logging.getLogger(__name__)
 
 _PLAN_CACHE_MAX = 4096  # distinct cost combinations remembered; a venue has a few dozen
+#: Windows up to this long (seconds) are counted exactly; longer ones in ``BUCKETS`` slots.
+EXACT_UP_TO = 60.0
+BUCKETS = 1024
+
+
+def slot_end(expires_at: float, grain: float) -> float:
+    """The end of the ``grain``-wide slot holding ``expires_at``: never earlier than it, at most
+    one grain later, and non-decreasing in ``expires_at`` (so the deque stays ordered)."""
+    end = math.ceil(expires_at / grain) * grain
+    return end if end >= expires_at else end + grain  # the product may round a hair low
 
 
 def _is_int(value: object) -> bool:
@@ -158,7 +179,7 @@ class Usage:
 class _Track:
     """One (pool, window): charges as (expires_at, units), oldest first, and their sum."""
 
-    __slots__ = ("capacity", "entries", "limit_id", "seconds", "used")
+    __slots__ = ("capacity", "entries", "grain", "limit_id", "seconds", "used")
 
     def __init__(self, limit_id: str, seconds: float, capacity: int) -> None:
         self.limit_id = limit_id
@@ -166,6 +187,8 @@ class _Track:
         self.capacity = capacity
         self.entries: deque[tuple[float, int]] = deque()
         self.used = 0
+        #: Slot width for a long window (see the module docstring); 0.0: exact.
+        self.grain = seconds / BUCKETS if seconds > EXACT_UP_TO else 0.0
 
     def expire(self, now: float) -> None:
         entries = self.entries
@@ -174,6 +197,8 @@ class _Track:
 
     def record(self, now: float, units: int) -> None:
         expires_at = now + self.seconds
+        if self.grain:
+            expires_at = slot_end(expires_at, self.grain)
         entries = self.entries
         if entries and entries[-1][0] == expires_at:  # same instant: one entry, not two
             entries[-1] = (expires_at, entries[-1][1] + units)

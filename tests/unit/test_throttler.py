@@ -15,7 +15,7 @@ import pytest
 from marketlink.core.errors import ConfigError
 from marketlink.net.clock import SystemClock, VirtualClock
 from marketlink.net.errors import IpBanned
-from marketlink.net.throttler import Cost, RateLimit, Throttler, ThrottleState, Usage, Window
+from marketlink.net.throttler import BUCKETS, Cost, RateLimit, Throttler, ThrottleState, Usage, Window
 
 
 def c(limit_id: str, weight: int = 1) -> list[Cost]:
@@ -839,3 +839,29 @@ async def test_a_failing_clock_surfaces_instead_of_spinning() -> None:
     with pytest.raises(OSError, match="timer broke"):
         await thr.acquire(c("A"))
     assert thr.waiting == 0
+
+
+def test_a_day_long_window_holds_a_bounded_number_of_entries_however_many_orders() -> None:
+    # Binance's ORDERS pool: 50 per 10 s and 160,000 a day. A market maker placing 4 orders a
+    # second for ten hours must not grow the daily window's history with every order.
+    state = ThrottleState([RateLimit("ORDERS", (Window(50, 10), Window(160_000, 86_400)))])
+    order = [Cost("ORDERS", 1)]
+    now, placed = 0.0, 0
+    while placed < 150_000:
+        assert state.try_acquire(order, now) == 0.0
+        placed += 1
+        now += 0.25
+    ten_s, day = state._tracks["ORDERS"]
+    assert day.used == 150_000  # every order still counted for the day ...
+    assert len(day.entries) <= BUCKETS + 1  # ... in at most one entry per slot
+    assert len(ten_s.entries) == 40  # the 10 s window is exact: one entry per order in it
+    assert day.capacity - day.used == 10_000
+
+
+def test_a_slotted_charge_leaves_no_earlier_than_its_window_and_at_most_one_slot_later() -> None:
+    state = ThrottleState([RateLimit("DAY", (Window(2, 86_400),))])
+    assert state.try_acquire([Cost("DAY", 2)], 1_000.0) == 0.0
+    wait = state.try_acquire([Cost("DAY", 1)], 1_000.0)
+    assert 86_400 <= wait <= 86_400 + 86_400 / BUCKETS
+    assert state.try_acquire([Cost("DAY", 1)], 1_000.0 + 86_400 - 1) > 0.0  # still inside the day
+    assert state.try_acquire([Cost("DAY", 1)], 1_000.0 + wait) == 0.0

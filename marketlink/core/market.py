@@ -124,12 +124,25 @@ class VenueOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishedLimit:
+    """One rate-limit window as the venue publishes it with its markets: ``capacity`` units per
+    ``seconds`` on the pool our spec calls ``limit_id``."""
+
+    limit_id: str
+    seconds: float
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
 class MarketsInfo:
     """Trading rules parsed from a venue's market listing.
 
     ``symbols`` maps venue symbol -> pair for every *trading* market; ``skipped`` names each
-    market left out and why (not trading, malformed), so nothing disappears silently."""
+    market left out and why (not trading, malformed), so nothing disappears silently.
+    ``rate_limits``: the windows the listing publishes, if the venue publishes any; an entry
+    that cannot be read is named in ``skipped`` too, by its place (``rateLimits[2]``)."""
 
     rules: dict[str, TradingRule]
     symbols: dict[str, str]
     skipped: dict[str, str] = field(default_factory=dict)
+    rate_limits: list[PublishedLimit] = field(default_factory=list)

@@ -20,7 +20,7 @@ from marketlink.core.credentials import Credentials
 from marketlink.core.enums import OrderType, Side, TimeInForce
 from marketlink.core.errors import ConfigError
 from marketlink.core.events import Event, RateLimitNear
-from marketlink.core.market import Balance, BookTicker
+from marketlink.core.market import Balance, BookTicker, PublishedLimit
 from marketlink.core.orders import InFlightOrder
 from marketlink.core.pairs import SymbolMap, TradingPair
 from marketlink.core.rules import TradingRule
@@ -231,6 +231,8 @@ class SpotConnector:
         info = ctx.codec.parse_markets(await ctx.http.request(ctx.codec.markets_request()))
         for name, why in info.skipped.items():
             log.info("%s: market %s skipped: %s", self.name, name, why)
+        if self.config.adopt_published_limits:
+            self._adopt_limits(info.rate_limits)
         symbols = SymbolMap(self.name, info.symbols.items())
         missing = [p for p in ctx.trading_pairs if not symbols.has_pair(p) or p not in info.rules]
         if missing:
@@ -240,6 +242,27 @@ class SpotConnector:
         ctx.markets.rules = info.rules
         ctx.status.ok("symbols", f"{len(symbols)} symbols")
         ctx.status.ok("trading_rules", f"{len(info.rules)} rules")
+
+    def _adopt_limits(self, published: list[PublishedLimit]) -> None:
+        """Tighten our limits to the venue's where it publishes less than the spec (it may have
+        cut them since the spec was written, or for this account), and count windows the spec
+        lacks. A larger published number is not taken: the spec keeps its margin for the venue's
+        fixed windows against our sliding ones. A pool the spec does not know is reported, not
+        invented, since nothing says which requests it would charge."""
+        throttler = self.ctx.throttler
+        for limit in published:
+            try:
+                ours = dict(throttler.windows(limit.limit_id)).get(limit.seconds)
+            except ConfigError:
+                log.warning("%s: the venue publishes a rate limit on %r, which our spec does not know",
+                            self.name, limit.limit_id)
+                continue
+            if ours is not None and ours <= limit.capacity:
+                continue
+            throttler.adopt(limit.limit_id, limit.seconds, limit.capacity)
+            log.warning("%s: the venue publishes %s %d per %gs, %s: counted so from now on", self.name,
+                        limit.limit_id, limit.capacity, limit.seconds,
+                        "a window our spec lacks" if ours is None else f"below our {ours}")
 
     async def refresh_balances(self) -> None:
         ctx = self.ctx

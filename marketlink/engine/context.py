@@ -63,6 +63,9 @@ class ConnectorConfig:
     time_sync_every: float = 300.0
     balance_snapshot_every: float = 60.0
     near_limit: float = 0.8  # RateLimitNear at this share of any pool
+    # Tighten the spec's rate limits to those the venue publishes with its markets where they are
+    # lower (never raised). Off only to keep limits of one's own, e.g. chosen by a test.
+    adopt_published_limits: bool = True
     settle_unknown_after: float = 1.0  # first query of an UNKNOWN order after this delay
     seed: int | None = None  # jitter of reconnect backoffs (tests pin it)
 

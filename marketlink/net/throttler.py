@@ -247,12 +247,12 @@ class ThrottleState:
     one seen, so the deques stay ordered.
     """
 
-    __slots__ = ("_capacity", "_expansion", "_last_now", "_limits", "_plans", "_tracks")
+    __slots__ = ("_expansion", "_fraction", "_last_now", "_limits", "_plans", "_tracks")
 
     def __init__(self, limits: Sequence[RateLimit], *, share: float = 1.0) -> None:
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
             raise ConfigError(f"share must be in (0, 1], got {share!r}")
-        fraction = Decimal(repr(float(share)))
+        fraction = self._fraction = Decimal(repr(float(share)))
         self._limits: dict[str, RateLimit] = {}
         for limit in limits:
             if not isinstance(limit, RateLimit):
@@ -261,7 +261,6 @@ class ThrottleState:
                 raise ConfigError(f"duplicate rate limit id {limit.id!r}")
             self._limits[limit.id] = limit
         self._tracks: dict[str, tuple[_Track, ...]] = {}
-        self._capacity: dict[str, int] = {}
         for limit in self._limits.values():
             tracks = []
             for w in limit.windows:
@@ -329,6 +328,38 @@ class ThrottleState:
             self._plans.clear()
         self._plans[key] = plan
         return plan
+
+    def adopt(self, limit_id: str, seconds: float, capacity: int) -> int | None:
+        """Take a window the venue publishes for one of our pools (Binance lists its limits in
+        ``exchangeInfo``): the venue's number is the truth for this account, whichever way it
+        differs from the spec we were built with. Our share of it applies as at construction.
+
+        Returns the capacity the window had before, or ``None`` for a window the pool lacked,
+        now added (empty: what the venue counted before we knew is calibrated as usual).
+        """
+        tracks = self._tracks.get(limit_id)
+        if tracks is None:
+            raise ConfigError(f"unknown rate limit id {limit_id!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ConfigError(f"{limit_id}: a published capacity must be an int >= 1, got {capacity!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
+            raise ConfigError(f"{limit_id}: window seconds must be positive and finite, got {seconds!r}")
+        cap = max(1, int(capacity * self._fraction))
+        self._plans.clear()  # plans checked costs against the old capacities
+        for track in tracks:
+            if track.seconds == seconds:
+                before, track.capacity = track.capacity, cap
+                return before
+        self._tracks[limit_id] = tuple(sorted((*tracks, _Track(limit_id, float(seconds), cap)),
+                                              key=lambda t: t.seconds))
+        return None
+
+    def windows(self, limit_id: str) -> list[tuple[float, int]]:
+        """``(seconds, capacity)`` of each window of a pool, shortest first."""
+        tracks = self._tracks.get(limit_id)
+        if tracks is None:
+            raise ConfigError(f"unknown rate limit id {limit_id!r}")
+        return [(t.seconds, t.capacity) for t in tracks]
 
     def validate(self, costs: Sequence[Cost]) -> None:
         """Refuse, at configuration time, costs naming an unknown limit or too heavy to ever fit."""
@@ -718,6 +749,16 @@ class Throttler:
         self._watch((limit_id,), now)
         if self._queue:
             self._scan()
+
+    def adopt(self, limit_id: str, seconds: float, capacity: int) -> int | None:
+        """A window the venue publishes (see ``ThrottleState.adopt``); waiters are re-judged."""
+        before = self._state.adopt(limit_id, seconds, capacity)
+        if self._queue:
+            self._scan()
+        return before
+
+    def windows(self, limit_id: str) -> list[tuple[float, int]]:
+        return self._state.windows(limit_id)
 
     def back_off(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (a 429's ``Retry-After``); never shortens one."""

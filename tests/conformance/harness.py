@@ -81,6 +81,8 @@ class VenueHarness:
     ping_path: str
     # (weight per second, 429s tolerated before a ban, ban length ms) -> front-end options
     small_limits: Callable[[int, int, int], Mapping[str, object]]
+    #: The weight pool ``small_limits`` sets, and its window's seconds there.
+    weight_window: tuple[str, float]
     # An order our rules let through and the venue refuses (a price outside its price filter).
     venue_rejects: Callable[[Sandbox, str], OrderIntent]
     # Take a market out of trading in the venue's market listing.
@@ -134,6 +136,7 @@ BINANCE = VenueHarness(
     order_path="/api/v3/order",
     ping_path="/api/v3/ping",
     small_limits=_binance_limits,
+    weight_window=("REQUEST_WEIGHT", 1.0),
     venue_rejects=_binance_rejects,
     halt_market=_binance_halt,
 )

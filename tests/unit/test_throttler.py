@@ -865,3 +865,33 @@ def test_a_slotted_charge_leaves_no_earlier_than_its_window_and_at_most_one_slot
     assert 86_400 <= wait <= 86_400 + 86_400 / BUCKETS
     assert state.try_acquire([Cost("DAY", 1)], 1_000.0 + 86_400 - 1) > 0.0  # still inside the day
     assert state.try_acquire([Cost("DAY", 1)], 1_000.0 + wait) == 0.0
+
+
+def test_adopt_replaces_a_windows_capacity_or_adds_the_window_and_refuses_nonsense() -> None:
+    state = ThrottleState([RateLimit("W", (Window(10, 60),)), RateLimit("O", (Window(4, 10),))], share=0.5)
+    assert state.adopt("W", 60, 30) == 5  # ours was 10 * 0.5; now 30 * 0.5
+    assert state.windows("W") == [(60.0, 15)]
+    assert state.adopt("W", 1, 4) is None  # a window the spec lacked: added, shortest first
+    assert state.windows("W") == [(1.0, 2), (60.0, 15)]
+    assert state.try_acquire([Cost("W", 2)], 0.0) == 0.0
+    assert state.try_acquire([Cost("W", 1)], 0.0) > 0.0  # the new 1 s window binds at once
+    assert state.try_acquire([Cost("W", 1)], 1.0) == 0.0
+    with pytest.raises(ConfigError, match="can never fit"):  # plans were re-checked
+        state.try_acquire([Cost("W", 3)], 5.0)
+    for bad in (("X", 1, 1), ("W", 1, 0), ("W", 1, True), ("W", 0, 5), ("W", math.inf, 5), ("O", "10", 5)):
+        with pytest.raises(ConfigError):
+            state.adopt(*bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        state.windows("X")
+
+
+async def test_throttler_adopt_wakes_a_waiter_the_larger_capacity_now_admits() -> None:
+    clock = VirtualClock()
+    throttler = Throttler([RateLimit.simple("W", 1, 60)], clock=clock)
+    await throttler.acquire([Cost("W", 1)])
+    waiter = asyncio.ensure_future(throttler.acquire([Cost("W", 1)]))
+    await asyncio.sleep(0)
+    assert not waiter.done() and throttler.waiting == 1
+    assert throttler.adopt("W", 60, 2) == 1
+    await asyncio.wait_for(waiter, 1.0)  # admitted without the clock moving
+    assert clock.time() == 0.0 and throttler.windows("W") == [(60.0, 2)]

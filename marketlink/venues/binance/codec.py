@@ -33,6 +33,7 @@ from marketlink.core.market import (
     MarketMessage,
     MarketsInfo,
     PublicTrade,
+    PublishedLimit,
     VenueOrder,
 )
 from marketlink.core.orders import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
@@ -116,6 +117,20 @@ _DEPTH_FRAME: Final = msgspec.json.Decoder(s.DepthFrame)
 _DEPTH_FRAME_TYPE: Final = s.DepthFrame
 _DEPTH_MARK: Final = f'@{CHANNELS["depth"]}"'
 _DEPTH_MARK_BYTES: Final = _DEPTH_MARK.encode()
+
+
+#: exchangeInfo's ``interval`` names, in seconds.
+_INTERVAL_SECONDS: Final = {"SECOND": 1, "MINUTE": 60, "HOUR": 3_600, "DAY": 86_400}
+
+
+def _published_limit(entry: s.RateLimitEntry) -> PublishedLimit:
+    """One ``rateLimits`` entry; its type names our pool (the spec uses Binance's names)."""
+    unit = _INTERVAL_SECONDS.get(entry.interval)
+    if unit is None:
+        raise _malformed(f"interval: unknown {entry.interval!r}")
+    if entry.intervalNum < 1 or entry.limit < 1:
+        raise _malformed(f"intervalNum and limit must be >= 1, got {entry.intervalNum}, {entry.limit}")
+    return PublishedLimit(entry.rateLimitType, float(unit * entry.intervalNum), entry.limit)
 
 
 def _malformed(what: str) -> MalformedMessage:
@@ -294,6 +309,12 @@ class BinanceSpotCodec:
                 continue
             info.symbols[name] = pair
             info.rules[pair] = rule
+        limits = payload.get("rateLimits", [])
+        for index, entry in enumerate(limits if isinstance(limits, list) else [limits]):
+            try:
+                info.rate_limits.append(_published_limit(_convert(entry, s.RateLimitEntry)))
+            except MalformedMessage as exc:
+                info.skipped[f"rateLimits[{index}]"] = f"malformed: {exc.message}"
         return info
 
     def last_prices_request(self) -> RestRequest:

@@ -20,6 +20,13 @@ class ServerTime(msgspec.Struct, frozen=True):
     serverTime: int
 
 
+class RateLimitEntry(msgspec.Struct, frozen=True):  # one entry of exchangeInfo.rateLimits
+    rateLimitType: str
+    interval: str
+    intervalNum: int
+    limit: int
+
+
 class Symbol(msgspec.Struct, frozen=True):  # one entry of exchangeInfo.symbols
     symbol: str
     status: str

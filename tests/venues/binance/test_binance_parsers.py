@@ -25,6 +25,7 @@ from marketlink.core.market import (
     DepthSnapshot,
     DepthUpdate,
     PublicTrade,
+    PublishedLimit,
     VenueOrder,
 )
 from marketlink.core.orders import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
@@ -701,3 +702,28 @@ def test_cancel_and_order_answers_without_times_fall_back() -> None:
     assert placed.update.timestamp == 1_500_000_000.0
     query = without("rest_get_api_v3_order.json", "updateTime")
     assert codec.parse_order_status(dict(query, transactTime=1000), SYMBOLS).timestamp == 1.0
+
+
+def test_exchange_info_publishes_the_rate_limits_in_seconds() -> None:
+    info = codec.parse_markets(load_fixture("rest_get_api_v3_exchangeInfo.json"))
+    assert info.rate_limits == [
+        PublishedLimit("REQUEST_WEIGHT", 60.0, 6_000),
+        PublishedLimit("ORDERS", 10.0, 50),
+        PublishedLimit("ORDERS", 86_400.0, 160_000),
+        PublishedLimit("RAW_REQUESTS", 300.0, 61_000),
+    ]
+
+
+def test_exchange_info_names_each_unreadable_rate_limit_and_keeps_the_rest() -> None:
+    good = {"rateLimitType": "ORDERS", "interval": "HOUR", "intervalNum": 2, "limit": 7}
+    info = codec.parse_markets({"symbols": [], "rateLimits": [
+        {"rateLimitType": "ORDERS", "interval": "WEEK", "intervalNum": 1, "limit": 5},
+        good,
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 0, "limit": 5},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 1, "limit": "5"},
+        "nonsense",
+    ]})
+    assert info.rate_limits == [PublishedLimit("ORDERS", 7_200.0, 7)]
+    assert set(info.skipped) == {"rateLimits[0]", "rateLimits[2]", "rateLimits[3]", "rateLimits[4]"}
+    assert "WEEK" in info.skipped["rateLimits[0]"]
+    assert codec.parse_markets({"symbols": []}).rate_limits == []  # none published: the spec's stand

@@ -123,8 +123,9 @@ def describe_failure(venue: str, exc: BaseException) -> str:
         return (f"{venue} refused the request's timestamp{code}: this machine's clock is too far off; "
                 "enable time synchronisation (NTP) and try again")
     if isinstance(exc, AuthError):
-        return (f"{venue} refused the key{code}: check the API key and secret, that the key is "
-                "enabled, and that its IP whitelist includes this machine")
+        return (f"{venue} refused the key{code}: the key or secret is wrong, or the key is disabled, "
+                "expired or deleted, or lacks the permission this needs, or its IP whitelist leaves "
+                "out this machine; check them on the venue's API management page")
     if isinstance(exc, IpBanned):
         return f"{venue} has banned this IP for now{code}; wait and try again"
     if isinstance(exc, RateLimited):

@@ -39,7 +39,7 @@ _ASSET = re.compile(r"^[A-Z0-9][A-Z0-9._]{0,31}\Z")
 # Keys travel in an HTTP header (X-MBX-APIKEY) and in WebSocket JSON: printable ASCII, no spaces.
 _KEY = re.compile(r"^[\x21-\x7e]{1,256}\Z")
 _ACCOUNT_FIELDS = frozenset({"name", "balances", "keys", "maker_fee", "taker_fee"})
-_KEY_FIELDS = frozenset({"api_key", "secret", "ed25519_public_key", "can_trade"})
+_KEY_FIELDS = frozenset({"api_key", "secret", "ed25519_public_key", "can_trade", "expires_at_ms"})
 _MIN_ADMIN_TOKEN = 8
 
 
@@ -265,12 +265,16 @@ def _key(item: object, account: str, where: str) -> ApiCredential:
     can_trade = item.get("can_trade", True)
     if not isinstance(can_trade, bool):
         raise ConfigError(f"{where}.can_trade: must be true or false")
+    expires = item.get("expires_at_ms")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int) or expires < 0):
+        raise ConfigError(f"{where}.expires_at_ms: epoch milliseconds (an int >= 0) or absent")
     return ApiCredential(
         api_key=api_key,
         account=account,
         secret=secret if isinstance(secret, str) else None,
         ed25519_public_key_pem=pem if isinstance(pem, str) else None,
         can_trade=can_trade,
+        expires_at_ms=expires,
     )
 
 

@@ -32,6 +32,9 @@ class ApiCredential:
     secret: str | None = field(default=None, repr=False)
     ed25519_public_key_pem: str | None = field(default=None, repr=False)
     can_trade: bool = True
+    #: Sandbox epoch ms from which the venue refuses the key (keys can be given an expiry date,
+    #: or be revoked); ``None``: never.
+    expires_at_ms: int | None = None
 
 
 class SandboxClock:

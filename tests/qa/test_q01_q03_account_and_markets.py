@@ -43,6 +43,31 @@ async def test_q01_a_wrong_key_or_secret_is_refused_naming_the_cause(lab: QALab)
             await verify_keys(lab.venue.name, bad, lab.venue.endpoints(sb.base_url))
 
 
+async def test_q01_a_key_that_expires_while_the_bot_runs_is_refused_naming_expiry(lab: QALab) -> None:
+    sb = await lab.sandbox()
+    key, secret = secrets.token_hex(32), secrets.token_hex(32)
+    sb.context.credentials[key] = ApiCredential(key, DEMO, secret=secret)
+    conn = lab.keyed_connector(sb, Credentials(key, secret))
+    await conn.start(timeout=WAIT)
+    world = World(lab.venue, sb, conn)
+    # The key reaches its expiry date (or is revoked) at the venue while the bot runs.
+    sb.context.credentials[key] = ApiCredential(key, DEMO, secret=secret, expires_at_ms=0)
+    with pytest.raises(AuthError) as refused:
+        await conn.refresh_balances()
+    message = describe_failure(lab.venue.name, refused.value)
+    assert "refused the key" in message and "expired" in message and key not in message
+    cid = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("40000"))
+    failed = await world.ended(cid)
+    assert isinstance(failed, OrderFailed) and world.venue_orders(cid) == []
+    with pytest.raises(AuthError):
+        await verify_keys(lab.venue.name, Credentials(key, secret), lab.venue.endpoints(sb.base_url))
+    # A key that expired before the bot started stops the start with the same error.
+    late = lab.keyed_connector(sb, Credentials(key, secret))
+    with pytest.raises(AuthError):
+        await late.start(timeout=WAIT)
+    assert not late.ready
+
+
 async def test_q01_a_key_without_trading_permission_reads_but_its_orders_fail_clearly(lab: QALab) -> None:
     sb = await lab.sandbox()
     # A second key of the same account, read-only (as a user may create one by mistake).

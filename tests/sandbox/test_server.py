@@ -401,6 +401,7 @@ balances = {{ BTC = "10.5", USDT = 250000 }}
 [[accounts.keys]]
 api_key = "alice-hmac"
 secret = "alice-secret"
+expires_at_ms = 1893456000000
 
 [[accounts.keys]]
 api_key = "alice-ed"
@@ -416,7 +417,7 @@ name = "bob"
     assert alice.balances == {"BTC": Decimal("10.5"), "USDT": Decimal(250000)}
     assert (alice.maker_fee, alice.taker_fee) == (Decimal("0.0005"), Decimal("0.001"))
     assert alice.keys == (
-        ApiCredential("alice-hmac", "alice", secret="alice-secret"),
+        ApiCredential("alice-hmac", "alice", secret="alice-secret", expires_at_ms=1_893_456_000_000),
         ApiCredential("alice-ed", "alice", ed25519_public_key_pem=pem, can_trade=False),
     )
 
@@ -464,6 +465,8 @@ def _acct(**fields: object) -> str:
         ("a.json", _key(api_key="k", ed25519_public_key=5), "PEM string"),
         ("a.json", _key(api_key="k", ed25519_public_key="junk"), "not a PEM public key"),
         ("a.json", _key(api_key="k", secret="s", can_trade=1), "true or false"),
+        ("a.json", _key(api_key="k", secret="s", expires_at_ms="2030"), "epoch milliseconds"),
+        ("a.json", _key(api_key="k", secret="s", expires_at_ms=-1), "epoch milliseconds"),
         ("a.json", _key(api_key="k", secret="s", extra=1), "unknown field.*extra"),
     ],
 )

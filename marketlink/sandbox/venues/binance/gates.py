@@ -61,6 +61,8 @@ class ApiGates:
             )
             if security is Security.TRADE and not cred.can_trade:
                 raise errors.rejected_key()
+        if cred.expires_at_ms is not None and now >= cred.expires_at_ms:
+            raise errors.rejected_key()  # Binance says no more for an expired key than a bad one
         return Call(params, now, cred.account, cred.api_key, cred.can_trade)
 
     def _admit_order(self, call: Call, now: int) -> None:

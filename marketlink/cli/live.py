@@ -138,7 +138,23 @@ def book_line(pair: str, bids: Rows, asks: Rows) -> str:
 def ticker_line(pair: str, bid: Decimal | None, ask: Decimal | None, last: Decimal | None) -> str:
     mid = (bid + ask) / 2 if bid is not None and ask is not None else None
     spread = ask - bid if bid is not None and ask is not None else None
+    like = bid if bid is not None else ask
+    if last is not None and like is not None:
+        last = _same_scale(last, like)
     return f"{pair} bid={_s(bid)} ask={_s(ask)} mid={_s(mid)} spread={_s(spread)} last={_s(last)}"
+
+
+def _same_scale(value: Decimal, like: Decimal) -> Decimal:
+    """``value`` written with ``like``'s decimals when that loses nothing: a trade price as the
+    venue spelled it ("59999.98000000") next to book prices at the tick ("59999.98")."""
+    exp = like.as_tuple().exponent
+    if not isinstance(exp, int):
+        return value
+    try:
+        scaled = value.quantize(Decimal(1).scaleb(exp))
+    except ArithmeticError:
+        return value
+    return scaled if scaled == value else value
 
 
 def _s(value: object) -> str:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
-from marketlink.core.book import BookDataError, OrderBook
+from marketlink.core.book import BookDataError, OrderBook, Trade
 from marketlink.core.errors import ConfigError, UnknownSymbol
 from marketlink.core.events import BookResynced
 from marketlink.core.market import BookTicker, DepthSnapshot, DepthUpdate, MarketMessage, PublicTrade
@@ -142,6 +142,7 @@ class MarketData:
         self._tasks: list[str] = []
         self._fetching: set[str] = set()  # pairs whose snapshot job runs (or backs off)
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._trade_waiters: dict[str, list[tuple[str, asyncio.Future[None]]]] = {}
         self._started = False
         self._stopped = False
 
@@ -178,6 +179,25 @@ class MarketData:
                 if entry in waiters:  # cancelled or timed out: leave nothing behind
                     waiters.remove(entry)
         return sync.book
+
+    async def wait_trade(self, trading_pair: str, trade_id: str) -> Trade:
+        """Return the pair's last trade once it is the one with ``trade_id`` (the venue's
+        latest, say). For tools and tests, like ``wait_book``; bound it with a timeout."""
+        book = self.book(trading_pair)
+        last = book.last_trade
+        if last is None or str(last.trade_id) != trade_id:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (trade_id, fut)
+            self._trade_waiters.setdefault(trading_pair, []).append(entry)
+            try:
+                await fut
+            finally:
+                waiters = self._trade_waiters.get(trading_pair, [])
+                if entry in waiters:  # cancelled or timed out: leave nothing behind
+                    waiters.remove(entry)
+        last = book.last_trade
+        assert last is not None
+        return last
 
     def _notify(self, pair: str) -> None:
         waiters = self._waiters.get(pair)
@@ -363,6 +383,12 @@ class MarketData:
         last = book.last_trade
         if last is not None:
             self._ctx.last_prices[pair] = last.price
+            waiters = self._trade_waiters.get(pair)
+            if waiters:
+                seen = str(last.trade_id)
+                for wanted, fut in waiters:
+                    if wanted == seen and not fut.done():
+                        fut.set_result(None)
 
     def _on_ticker(self, ticker: BookTicker) -> None:
         pair = ticker.trading_pair

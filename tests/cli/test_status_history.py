@@ -175,6 +175,11 @@ def test_renderers_show_the_values() -> None:
     assert book_line("BTC-USDT", [(D("1.5"), D("2"))], []) == "BTC-USDT bids 1.5x2 | asks -"
     assert ticker_line("BTC-USDT", D("10"), D("12"), None) == \
         "BTC-USDT bid=10 ask=12 mid=11 spread=2 last=-"
+    # The last trade, as the venue spells it, at the book's decimals when that loses nothing.
+    assert ticker_line("BTC-USDT", D("1.50"), D("1.60"), D("1.55000000")).endswith(" last=1.55")
+    assert ticker_line("BTC-USDT", D("1.50"), None, D("1.555")).endswith(" last=1.555")
+    assert ticker_line("BTC-USDT", None, None, D("1.55000000")).endswith(" last=1.55000000")
+    assert ticker_line("BTC-USDT", D("NaN"), None, D("1.5")).endswith(" last=1.5")
     line = status_line(_snapshot())
     assert "BTC-USDT 59999.5/60000.5" in line and "orders=1" in line and "fills=3" in line
     assert "pnl=-0.1" in line

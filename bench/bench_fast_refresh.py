@@ -59,6 +59,7 @@ import gc
 import hashlib
 import hmac
 import logging
+import math
 import multiprocessing
 import os
 import platform
@@ -247,11 +248,15 @@ def maker_would_take(event: OrderFailed) -> bool:
 
 
 class Tally:
-    """Times (monotonic) of order events, and counts of what must stay 0, from the bus."""
+    """Order events per ``WINDOW_S`` window of the soak (counts, not a list of times: the bench
+    must not grow its own memory by the order while it measures the engine's), and counts of what
+    must stay 0, from the bus."""
 
     def __init__(self) -> None:
-        self.created: list[float] = []
-        self.cancelled: list[float] = []
+        self.origin: float | None = None  # the soak's start: windows count from here
+        self.until = math.inf  # and stop here
+        self.created: dict[int, int] = {}
+        self.cancelled: dict[int, int] = {}
         self.fills = 0
         self.failed = 0  # every failure but the expected one below
         self.would_take = 0  # maker-only quotes refused because they would have taken
@@ -260,12 +265,17 @@ class Tally:
         self.balance_updates = 0
         self.changed = asyncio.Event()
 
-    def on_event(self, event: Event) -> None:
+    def _count(self, counts: dict[int, int]) -> None:
         now = time.monotonic()
+        if self.origin is not None and self.origin <= now < self.until:
+            k = int((now - self.origin) // WINDOW_S)
+            counts[k] = counts.get(k, 0) + 1
+
+    def on_event(self, event: Event) -> None:
         if isinstance(event, OrderCreated):
-            self.created.append(now)
+            self._count(self.created)
         elif isinstance(event, OrderCancelled):
-            self.cancelled.append(now)
+            self._count(self.cancelled)
         elif isinstance(event, OrderFilled):
             self.fills += 1
         elif isinstance(event, OrderFailed):
@@ -343,15 +353,9 @@ def trimmed_kb() -> int | None:
     return before - rss_kb()
 
 
-def window_rates(times: Iterable[float], start: float, end: float) -> list[float]:
-    """Events per second in each whole ``WINDOW_S`` window of [start, end)."""
-    n = int((end - start) // WINDOW_S)
-    counts = [0] * n
-    for t in times:
-        k = int((t - start) // WINDOW_S)
-        if 0 <= k < n:
-            counts[k] += 1
-    return [c / WINDOW_S for c in counts]
+def window_rates(counts: dict[int, int], start: float, end: float) -> list[float]:
+    """Events per second in each whole ``WINDOW_S`` window of [start, end) (counted from start)."""
+    return [counts.get(k, 0) / WINDOW_S for k in range(int((end - start) // WINDOW_S))]
 
 
 def slope_kb_per_min(samples: list[tuple[float, int]], warmup: float) -> tuple[float | None, int]:
@@ -466,7 +470,7 @@ async def soak(
     rss: list[tuple[float, int, int, int]] = []
     stop = asyncio.Event()
     gc.collect()
-    start = time.monotonic()
+    start = tally.origin = time.monotonic()
     cpu0 = time.process_time()
     placed0 = conn.orders.counters.placed
     sampler = asyncio.create_task(sample_rss(rss, start, stop))
@@ -479,7 +483,7 @@ async def soak(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration - (duration / 3 if traced else 0.0))
     cpu = time.process_time() - cpu0
-    end = time.monotonic()
+    end = tally.until = time.monotonic()
     placed = conn.orders.counters.placed - placed0
     traced_now, traced_peak = tracemalloc.get_traced_memory() if traced else (0, 0)
     growth = heap_growth(first, tracemalloc.take_snapshot(), duration * 2 / 3) if first else []
@@ -505,8 +509,8 @@ async def soak(
         "duration": end - start, "cpu": cpu, "placed": placed, "idle_cpu_per_s": idle_cpu_per_s,
         "created": window_rates(tally.created, start, end),
         "cancelled": window_rates(tally.cancelled, start, end),
-        "created_total": sum(1 for t in tally.created if start <= t < end),
-        "cancelled_total": sum(1 for t in tally.cancelled if start <= t < end),
+        "created_total": sum(tally.created.values()),
+        "cancelled_total": sum(tally.cancelled.values()),
         "cycles": strategy.cycles, "kept": strategy.refreshes_kept, "fills_seen": tally.fills,
         "errors": counters, "left_open": list(runner.left_open) + [r.client_order_id for r in stop_results
                                                                    if not r.success],
@@ -514,6 +518,8 @@ async def soak(
         "venue_fills": venue_fills, "stored_fills": stored, "sandbox_errors": sandbox_errors,
         "rss": rss, "trimmed_kb": trimmed, "would_take": tally.would_take,
         "cancel_races": conn.orders.counters.cancel_races,
+        "http_errors": dict(conn.ctx.http.stats.errors),
+        "refusals": dict(conn.orders.counters.refusals),
         "failure_reasons": tally.failure_reasons, "traced_peak": traced_peak, "traced_end": traced_now,
         "heap_growth": growth,
         "trade_ids": frozenset(t[1] for t in all_trades), "warnings": logs.warnings, "first_logs": logs.first,
@@ -626,6 +632,8 @@ def check_phase(name: str, res: dict[str, Any]) -> list[str]:
           f"(expected, not an error): {res['cancel_races']}")
     for line in res["failure_reasons"]:
         print(f"      failed: {line}")
+    if res["http_errors"] or res["refusals"]:
+        print(f"    error answers by kind: {res['http_errors']}; tracker refusals by kind: {res['refusals']}")
     print(f"    warnings logged: {res['warnings']}; fills that briefly overtook their order's status "
           f"(transient, not an error): {res['transient_excess']}")
     for line in res["first_logs"]:

@@ -41,7 +41,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from marketlink.core.book import BookDataError, OrderBook, Trade
 from marketlink.core.errors import ConfigError, UnknownSymbol
@@ -65,6 +65,7 @@ from marketlink.net.ws import (
 __all__ = ["MarketData", "MarketDataStats"]
 
 log = logging.getLogger(__name__)
+_W = TypeVar("_W")
 
 _PART: Final = "order_books"
 #: Streams a pair needs at most: its depth diffs, trades and best bid/ask (the three kinds of
@@ -169,15 +170,7 @@ class MarketData:
         """
         sync = self.sync(trading_pair)
         if not (sync.in_sync and sync.book.update_id >= update_id):
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            entry = (update_id, fut)
-            self._waiters.setdefault(trading_pair, []).append(entry)
-            try:
-                await fut
-            finally:
-                waiters = self._waiters.get(trading_pair, [])
-                if entry in waiters:  # cancelled or timed out: leave nothing behind
-                    waiters.remove(entry)
+            await _wait_for(self._waiters, trading_pair, update_id)
         return sync.book
 
     async def wait_trade(self, trading_pair: str, trade_id: str) -> Trade:
@@ -186,15 +179,7 @@ class MarketData:
         book = self.book(trading_pair)
         last = book.last_trade
         if last is None or str(last.trade_id) != trade_id:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            entry = (trade_id, fut)
-            self._trade_waiters.setdefault(trading_pair, []).append(entry)
-            try:
-                await fut
-            finally:
-                waiters = self._trade_waiters.get(trading_pair, [])
-                if entry in waiters:  # cancelled or timed out: leave nothing behind
-                    waiters.remove(entry)
+            await _wait_for(self._trade_waiters, trading_pair, trade_id)
         last = book.last_trade
         assert last is not None
         return last
@@ -604,3 +589,19 @@ class MarketData:
         self._ctx.supervisor.spawn(name, factory)
         if name not in self._tasks:
             self._tasks.append(name)
+
+
+async def _wait_for(
+    registry: dict[str, list[tuple[_W, asyncio.Future[None]]]], pair: str, wanted: _W
+) -> None:
+    """Register a waiter for ``wanted`` on ``pair`` and wait until it is resolved; a cancelled or
+    timed-out wait leaves nothing behind."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    entry = (wanted, fut)
+    registry.setdefault(pair, []).append(entry)
+    try:
+        await fut
+    finally:
+        waiters = registry.get(pair, [])
+        if entry in waiters:
+            waiters.remove(entry)

@@ -27,7 +27,7 @@ is counted in ``counters`` and kept in a bounded refusal log for the engine to d
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -136,6 +136,9 @@ class OrderTracker:
         self._gapped: dict[str, InFlightOrder] = {}
         self._excess_counted: set[str] = set()
         self._refusals: deque[Refusal] = deque(maxlen=max_refusals)
+        #: Called with each order ``start_tracking`` admits, before its placement is sent (the
+        #: journal writes it then, not a scan later). Observers must not raise.
+        self.on_tracked: list[Callable[[InFlightOrder], None]] = []
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -182,6 +185,8 @@ class OrderTracker:
         would cross two orders' fills, so it raises instead of replacing."""
         self._check_new([order])
         self._admit(order)
+        for observer in self.on_tracked:
+            observer(order)
 
     def restore(self, orders: Iterable[InFlightOrder]) -> int:
         """Track orders reloaded from the journal; all or nothing. No events: their history was

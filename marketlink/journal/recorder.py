@@ -9,12 +9,14 @@ on a shared file:
 * **On a writer thread**: it takes everything queued since its last write and commits it in one
   transaction (a burst of events costs one fsync), retrying while another process holds the lock.
 
-Order events do not cover every state change (a cancel request in flight, a placement not yet
-acknowledged publish nothing), so the recorder also **scans** the tracker's live orders: after
-each burst of events and every ``scan_every`` seconds, any order whose state, fills or ids
-changed since last recorded is written. An order placed but never acknowledged is therefore on
-disk within ``scan_every`` seconds; one lost in a crash inside that window still carries this
-bot's client-id instance, so the reconciler adopts it from the venue after the restart.
+A new order is queued for writing the moment the tracker admits it (``OrderTracker.on_tracked``),
+before its placement request is even signed, so the journal knows it within one commit of the
+writer thread (milliseconds) rather than at the next scan. Order events do not cover every later
+state change (a cancel request in flight publishes nothing), so the recorder also **scans** the
+tracker's live orders: after each burst of events and every ``scan_every`` seconds, any order whose
+state, fills or ids changed since last recorded is written. An order lost in a crash before its
+row is committed still carries this bot's client-id instance, so the reconciler adopts it from the
+venue after the restart.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class Recorder:
         self._sub: CallbackSubscription[Event] = connector.bus.subscribe_callback(
             self._on_event, name=f"journal-{self.venue}"
         )
+        connector.ctx.tracker.on_tracked.append(self._on_tracked)
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -123,6 +126,15 @@ class Recorder:
         if isinstance(event, OrderEvent) and not self._scan_pending and self._loop is not None:
             self._scan_pending = True
             self._loop.call_soon(self._scan_soon)
+
+    def _on_tracked(self, order: InFlightOrder) -> None:
+        try:
+            rows = list(self._order_rows(order, "submitted", order.creation_timestamp))
+        except Exception:  # never in the way of an order: the next scan writes it instead
+            log.exception("journal: could not record new order %s", order.client_order_id)
+            return
+        if rows:
+            self._put(rows)
 
     def _rows_of(self, event: Event) -> Iterable[Row]:
         bot, venue = self.bot_id, self.venue
@@ -229,6 +241,9 @@ class Recorder:
         if self._closed:
             return False
         self._sub.close()
+        observers = self.connector.ctx.tracker.on_tracked
+        if self._on_tracked in observers:
+            observers.remove(self._on_tracked)
         if self._timer is not None:
             self._timer.cancel()
         self.scan()

@@ -58,8 +58,8 @@ async def test_an_orders_life_is_recorded_with_every_state_and_fill(journal: Jou
     conn = FakeConnector()
     bot = journal.bot("mm", "binance").bot_id
     rec = journal.attach(conn, bot, scan_every=0)  # type: ignore[arg-type]
-    conn.ctx.tracker.start_tracking(_order("c1"))
-    rec.scan()  # placed, not acknowledged: only the scan sees it
+    conn.ctx.tracker.start_tracking(_order("c1"))  # queued for writing at once, before any send
+    assert rec.scan() == 0  # so a scan finds nothing new
     conn.feed(OrderUpdate("BTC-USDT", 2.0, OrderState.OPEN, "c1", "x1"))
     conn.feed(OrderUpdate("BTC-USDT", 2.5, OrderState.PENDING_CANCEL, "c1"))  # no event for this one
     await asyncio.sleep(0)  # the scan scheduled after the burst... runs on the next loop turn
@@ -71,7 +71,7 @@ async def test_an_orders_life_is_recorded_with_every_state_and_fill(journal: Jou
     assert await rec.drain()
     history = [(s.state, s.event) for s in journal.order_history(bot, "c1")]
     assert history == [
-        ("PENDING_CREATE", "scan"),
+        ("PENDING_CREATE", "submitted"),
         ("OPEN", "OrderCreated"),
         ("PENDING_CANCEL", "scan"),
         ("FILLED", "OrderFilled"),
@@ -108,6 +108,7 @@ async def test_perp_events_and_the_periodic_scan(journal: Journal) -> None:
     conn.bus.publish(PositionUpdated(1.0, "BTC-USDT", PositionSide.LONG, D("0.1"), D("30000"), D("1"), 5))
     conn.bus.publish(FundingPayment(2.0, "BTC-USDT", "USDT", D("-0.3"), D("0.0001")))
     conn.ctx.tracker.start_tracking(_order("c1"))
+    conn.feed(OrderUpdate("BTC-USDT", 1.5, OrderState.PENDING_CANCEL, "c1"))  # publishes no event
     recorded = asyncio.Event()
     original = rec.scan
 
@@ -118,10 +119,13 @@ async def test_perp_events_and_the_periodic_scan(journal: Journal) -> None:
         return n
 
     rec.scan = scan  # type: ignore[method-assign]
-    await asyncio.wait_for(recorded.wait(), 5)  # the timer's scan, not an event, found the order
+    await asyncio.wait_for(recorded.wait(), 5)  # the timer's scan, not an event, found the change
     await rec.aclose()
     await rec.aclose()  # idempotent
-    assert [o.state for o in journal.orders(bot)] == ["PENDING_CREATE"]
+    assert [o.state for o in journal.orders(bot)] == ["PENDING_CANCEL"]
+    assert [(h.state, h.event) for h in journal.order_history(bot, "c1")] == [
+        ("PENDING_CREATE", "submitted"), ("PENDING_CANCEL", "scan")]
+    assert rec._on_tracked not in conn.ctx.tracker.on_tracked  # closed: it no longer listens
     import sqlite3
 
     db = sqlite3.connect(journal.path)
@@ -185,3 +189,18 @@ def test_attach_outside_a_loop_still_records(journal: Journal) -> None:
     conn.feed(OrderUpdate("BTC-USDT", 2.0, OrderState.OPEN, "c1", "x1"))
     rec.close()
     assert [o.state for o in journal.orders(bot)] == ["OPEN"]
+
+
+async def test_a_new_order_is_queued_before_any_event_or_scan_and_survives_an_unanswered_placement(
+    journal: Journal,
+) -> None:
+    conn = FakeConnector()
+    bot = journal.bot("mm", "binance").bot_id
+    rec = journal.attach(conn, bot, scan_every=0)  # type: ignore[arg-type]  # no timer
+    conn.ctx.tracker.start_tracking(_order("c9"))  # what buy() does before it sends anything
+    assert await rec.drain()  # the writer thread committed it: no scan, no event was needed
+    [row] = journal.orders(bot)
+    assert (row.client_order_id, row.state) == ("c9", "PENDING_CREATE")
+    [back] = journal.restore_orders(bot, "binance")  # a crash now: the restart knows the order
+    assert back.client_order_id == "c9" and back.state is OrderState.PENDING_CREATE
+    await rec.aclose()

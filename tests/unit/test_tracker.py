@@ -412,3 +412,17 @@ def test_restore_is_all_or_nothing() -> None:
     with pytest.raises(InvalidOrderData):
         t.restore([new_order("b", exchange_order_id="x"), new_order("c", exchange_order_id="x")])
     assert t.get("b") is None and len(t) == 1
+
+
+def test_observers_see_each_new_order_when_it_is_tracked_but_not_restored_ones() -> None:
+    tracker = OrderTracker()
+    seen: list[str] = []
+    tracker.on_tracked.append(lambda o: seen.append(o.client_order_id))
+    new = InFlightOrder("n1", "BTC-USDT", OrderType.LIMIT, Side.BUY, D("1"), D("100"), 1.0)
+    old = InFlightOrder("r1", "BTC-USDT", OrderType.LIMIT, Side.SELL, D("1"), D("101"), 0.5)
+    tracker.start_tracking(new)
+    assert seen == ["n1"] and tracker.get("n1") is new  # tracked before the observer ran
+    tracker.restore([old])  # reloaded from the journal: already recorded there
+    with pytest.raises(InvalidOrderData):
+        tracker.start_tracking(new)  # a reused id is refused before any observer hears of it
+    assert seen == ["n1"]

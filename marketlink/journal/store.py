@@ -366,17 +366,9 @@ class Journal:
             wanted = [str(s) for s in states]
             sql.append(f"AND state IN ({','.join('?' * len(wanted))})")
             params.extend(wanted)
-        if trading_pair is not None:
-            sql.append("AND trading_pair = ?")
-            params.append(trading_pair)
-        if since is not None:
-            sql.append("AND created >= ?")
-            params.append(since)
-        sql.append("ORDER BY created DESC, client_order_id DESC")
-        if limit is not None:
-            sql.append("LIMIT ?")
-            params.append(int(limit))
-        return [_order_record(r) for r in self._query(" ".join(sql), params)]
+        query, args = _filtered(sql, params, trading_pair, ("created", since),
+                                "ORDER BY created DESC, client_order_id DESC", limit)
+        return [_order_record(r) for r in self._query(query, args)]
 
     def order_history(self, bot_id: int, client_order_id: str) -> list[StateRecord]:
         """Every recorded state change of one order, oldest first."""
@@ -400,18 +392,9 @@ class Journal:
             "SELECT bot_id, venue, client_order_id, trade_id, exchange_order_id, trading_pair, side, price, "
             "amount, quote_amount, fees, is_taker, late, timestamp FROM fills WHERE bot_id = ?"
         ]
-        params: list[object] = [bot_id]
-        if since is not None:
-            sql.append("AND timestamp >= ?")
-            params.append(since)
-        if trading_pair is not None:
-            sql.append("AND trading_pair = ?")
-            params.append(trading_pair)
-        sql.append("ORDER BY timestamp, id")
-        if limit is not None:
-            sql.append("LIMIT ?")
-            params.append(int(limit))
-        return [_fill_record(r) for r in self._query(" ".join(sql), params)]
+        query, args = _filtered(sql, [bot_id], trading_pair, ("timestamp", since),
+                                "ORDER BY timestamp, id", limit)
+        return [_fill_record(r) for r in self._query(query, args)]
 
     def balances(self, bot_id: int) -> dict[str, BalanceRecord]:
         """The latest recorded total and available of each asset (a side the venue did not
@@ -467,3 +450,23 @@ def _fill_record(r: tuple[Any, ...]) -> FillRecord:
         quote_amount=Decimal(quote), fees=fees_from_json(fees), is_taker=bool(taker), late=bool(late),
         timestamp=ts,
     )
+
+
+def _filtered(
+    sql: list[str], params: list[object], trading_pair: str | None, since: tuple[str, float | None],
+    order_by: str, limit: int | None,
+) -> tuple[str, list[object]]:
+    """A listing query with its optional filters (one pair; ``column >= since``), order and limit."""
+    if trading_pair is not None:
+        sql.append("AND trading_pair = ?")
+        params.append(trading_pair)
+    column, start = since
+    if start is not None:
+        sql.append(f"AND {column} >= ?")  # a column name of ours, never input
+        params.append(start)
+    sql.append(order_by)
+    if limit is not None:
+        sql.append("LIMIT ?")
+        params.append(int(limit))
+    return " ".join(sql), params
+

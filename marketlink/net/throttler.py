@@ -340,17 +340,14 @@ class ThrottleState:
         tracks = self._tracks.get(limit_id)
         if tracks is None:
             raise ConfigError(f"unknown rate limit id {limit_id!r}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ConfigError(f"{limit_id}: a published capacity must be an int >= 1, got {capacity!r}")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
-            raise ConfigError(f"{limit_id}: window seconds must be positive and finite, got {seconds!r}")
-        cap = max(1, int(capacity * self._fraction))
+        window = Window(capacity, seconds)  # the same checks as a configured window
+        cap = max(1, int(window.capacity * self._fraction))
         self._plans.clear()  # plans checked costs against the old capacities
         for track in tracks:
-            if track.seconds == seconds:
+            if track.seconds == window.seconds:
                 before, track.capacity = track.capacity, cap
                 return before
-        self._tracks[limit_id] = tuple(sorted((*tracks, _Track(limit_id, float(seconds), cap)),
+        self._tracks[limit_id] = tuple(sorted((*tracks, _Track(limit_id, float(window.seconds), cap)),
                                               key=lambda t: t.seconds))
         return None
 

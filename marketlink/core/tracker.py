@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
+from marketlink.core.enums import Side
 from marketlink.core.errors import ConfigError
 from marketlink.core.events import (
     OrderCancelled,
@@ -120,9 +121,10 @@ class OrderTracker:
         max_finished: int = 1000,
         finished_ttl: float = 120.0,
         max_refusals: int = 1000,
+        max_credited: int = 100_000,
     ) -> None:
-        if lost_after < 1 or max_finished < 0 or finished_ttl < 0 or max_refusals < 1:
-            raise ConfigError("lost_after and max_refusals must be >= 1; limits must be >= 0")
+        if lost_after < 1 or max_finished < 0 or finished_ttl < 0 or max_refusals < 1 or max_credited < 1:
+            raise ConfigError("lost_after, max_refusals, max_credited must be >= 1; limits must be >= 0")
         self.lost_after = lost_after
         self.max_finished = max_finished
         self.finished_ttl = finished_ttl
@@ -135,6 +137,11 @@ class OrderTracker:
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._gapped: dict[str, InFlightOrder] = {}
         self._excess_counted: set[str] = set()
+        #: (pair, trade id, side) of every fill credited lately, whichever order object got it: an
+        #: order evicted and later adopted again is a new object whose fills we must not re-credit
+        #: (one trade appears on two of our orders only as a self-trade, with opposite sides).
+        self._credited: OrderedDict[tuple[str, str, Side], None] = OrderedDict()
+        self.max_credited = max_credited
         self._refusals: deque[Refusal] = deque(maxlen=max_refusals)
         #: Called with each order ``start_tracking`` admits, before its placement is sent (the
         #: journal writes it then, not a scan later). Observers must not raise.
@@ -243,6 +250,15 @@ class OrderTracker:
         order = self._route(t.client_order_id, t.exchange_order_id, t.timestamp)
         if order is None:
             return []
+        credit = (order.trading_pair, t.trade_id, order.side)
+        if credit in self._credited and t.trade_id not in order.fills:
+            self.counters.duplicate_fill += 1
+            self._refuse(
+                RefusalKind.FILL_CONFLICT, t.timestamp, t.client_order_id, t.exchange_order_id,
+                f"{order.client_order_id}: trade {t.trade_id} was already credited to an earlier "
+                "record of this order (evicted, then adopted again)",
+            )
+            return []
         before = _Snapshot(order)
         late = order.client_order_id in self._finished
         verdict = order.apply_trade(t)
@@ -263,6 +279,10 @@ class OrderTracker:
             )
             return []
         self._index_exchange_id(order)
+        credited = self._credited
+        credited[credit] = None
+        if len(credited) > self.max_credited:
+            credited.popitem(last=False)
         if late:
             self.counters.late_fill += 1
         return self._after(order, before, t.timestamp, self._filled_event(order, t, late))
@@ -318,6 +338,17 @@ class OrderTracker:
                 reason=f"never reached the venue (not found {order.not_found_count} times in a row)",
             )
         )
+
+    def note_exchange_id(self, client_order_id: str, exchange_order_id: str) -> bool:
+        """Learn the venue's id of an order whose reports cannot say it (one that ended here
+        before the venue showed it, e.g. failed by inference and then found open), so its fills
+        route to it. False if the order is not tracked or already has another id."""
+        order = self._orders.get(client_order_id)
+        if order is None or order.exchange_order_id not in (None, exchange_order_id):
+            return False
+        order.exchange_order_id = exchange_order_id
+        self._index_exchange_id(order)
+        return True
 
     def mark_unknown(self, client_order_id: str, timestamp: float, reason: str) -> list[OrderEvent]:
         """Placement timed out or broke in transport: UNKNOWN until a query settles it."""

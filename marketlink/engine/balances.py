@@ -70,6 +70,11 @@ class Balances:
 
     # -- local accounting between snapshots -------------------------------------------------------
 
+    def mark_resting(self, client_order_id: str) -> None:
+        """An order restored from the journal that the venue already holds: its funds are locked
+        in the venue's balances, so its end must unlock what is left, as if we had seen it made."""
+        self._resting.add(client_order_id)
+
     def adjust(self, asset: str, d_total: Decimal, d_available: Decimal, ts: float) -> None:
         if ts <= self._as_of.get(asset, float("-inf")) or (not d_total and not d_available):
             return

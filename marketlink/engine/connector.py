@@ -74,6 +74,7 @@ class SpotConnector:
             clock=clock,
             near_limit=self.config.near_limit,
             on_near_limit=self._near_limit,
+            on_ban=self._banned,
         )
         eps = endpoints or venue.spec.endpoints(domain)
         http = HttpClient(
@@ -179,6 +180,7 @@ class SpotConnector:
 
     async def stop(self, *, cancel_orders: bool = False, timeout: float = 10.0) -> list[CancelResult]:
         results: list[CancelResult] = []
+        self.orders.refuse_new_orders()  # first: an order placed now would outlive its reporting
         if cancel_orders and self._credentials is not None:
             results = await self.cancel_all(timeout)
         await self.ctx.supervisor.stop()
@@ -311,6 +313,10 @@ class SpotConnector:
 
     def _near_limit(self, pool: str, fraction: float) -> None:
         self.bus.publish(RateLimitNear(timestamp=self.ctx.now(), pool=pool, fraction=fraction))
+
+    def _banned(self, until: float) -> None:
+        """A ban earned by any request (a balance read too) stops trading: report it now."""
+        self.orders.note_ban()
 
     # -- orders ---------------------------------------------------------------------------------
 

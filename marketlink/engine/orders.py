@@ -63,7 +63,15 @@ from marketlink.net.errors import (
     VenueError,
 )
 
-__all__ = ["TRADING_PART", "CancelOutcome", "CancelResult", "ForeignOrder", "OrderCounters", "OrderManager"]
+__all__ = [
+    "TRADING_PART",
+    "CancelOutcome",
+    "CancelResult",
+    "ConnectorStopped",
+    "ForeignOrder",
+    "OrderCounters",
+    "OrderManager",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,11 @@ TRADING_PART = "trading"
 class ForeignOrder(MarketlinkError, ValueError):
     """``cancel`` named a client order id this instance did not issue. Never cancelled: it may be
     another bot's order on the same account."""
+
+
+class ConnectorStopped(MarketlinkError, RuntimeError):
+    """An order or cancel asked of a connector that is stopping or stopped. Refused outright: its
+    streams, reconciler and event bus are gone, so nothing would ever report on the order."""
 
 
 class CancelOutcome(StrEnum):
@@ -155,6 +168,9 @@ class OrderManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._terminal: dict[str, list[asyncio.Future[None]]] = {}
         self._ban_watch = False
+        self._accepting = True  # new orders; cleared for good when the connector begins to stop
+        self._restored: set[str] = set()  # journal orders handed to us, whatever their id's prefix
+        self._stopped = False  # cancels too, once stop() has run
 
     # -- placing --------------------------------------------------------------------------------
 
@@ -173,6 +189,8 @@ class OrderManager:
         and ``InvalidOrderData`` for malformed input; every other refusal is an ``OrderFailed``
         event for the returned id.
         """
+        if not self._accepting:
+            raise ConnectorStopped(f"{self.ctx.venue.name}: stopping or stopped; no new orders")
         ctx = self.ctx
         pair = self._own_pair(trading_pair)
         _check_input(side, amount, price, order_type, time_in_force)
@@ -384,6 +402,11 @@ class OrderManager:
             ctx.supervisor.spawn("ban_watch", self._watch_ban, restart=False)
         return f"IP banned for {left:.1f}s more: new orders refused"
 
+    def note_ban(self) -> None:
+        """The throttler opened its circuit breaker: set the status part and watch for the end,
+        whether or not an order is being placed."""
+        self._ban_reason()
+
     async def _watch_ban(self) -> None:
         ctx = self.ctx
         try:
@@ -399,7 +422,9 @@ class OrderManager:
     def cancel(self, trading_pair: str, client_order_id: str) -> None:
         """Schedule a cancel. An id of another instance raises ``ForeignOrder``; an own id that is
         not tracked (long finished) or already ended is a no-op."""
-        if not self.client_ids.owns(client_order_id):
+        if self._stopped:
+            raise ConnectorStopped(f"{self.ctx.venue.name}: stopped; cancel {client_order_id} at the venue")
+        if not self.owns(client_order_id):
             raise ForeignOrder(f"{client_order_id!r} was not issued by this instance: never cancelled")
         order = self.ctx.tracker.get(client_order_id)
         if order is None:
@@ -474,6 +499,30 @@ class OrderManager:
             return self._result(order)
         return None
 
+    def cancel_resurfaced(self, order: InFlightOrder) -> None:
+        """Cancel at the venue an order that ended FAILED here but the venue lists open. Its state
+        stays FAILED (its one terminal event went out); the cancel's answer is not applied, and
+        its fills come in as late fills. A failure is retried by the next open-orders pass."""
+        cid = order.client_order_id
+        if self._stopped or cid in self._cancelling:
+            return
+        task = self._spawn(self._cancel_resurfaced(order), f"cancel-resurfaced-{cid}")
+        self._cancelling[cid] = task
+        task.add_done_callback(lambda _t: self._cancelling.pop(cid, None))
+
+    async def _cancel_resurfaced(self, order: InFlightOrder) -> CancelResult | None:
+        ctx = self.ctx
+        cid = order.client_order_id
+        self.counters.cancels_sent += 1
+        try:
+            await ctx.http.request(ctx.codec.cancel_order_request(ctx.symbol(order.trading_pair), cid))
+        except Exception as exc:
+            self.counters.cancel_failures += 1
+            log.warning("%s: cancel of resurfaced order %s failed: %s", ctx.venue.name, cid, exc)
+            return None
+        log.warning("%s: resurfaced order %s cancelled at the venue", ctx.venue.name, cid)
+        return None
+
     @staticmethod
     def _result(order: InFlightOrder) -> CancelResult:
         """The result for an order that has ended, cancelled by us or otherwise."""
@@ -487,10 +536,12 @@ class OrderManager:
         are reported TIMED_OUT and keep running: their answer is still applied when it comes."""
         if not math.isfinite(timeout) or timeout < 0:
             raise ValueError(f"timeout must be finite and >= 0, got {timeout!r}")
+        if self._stopped:
+            raise ConnectorStopped(f"{self.ctx.venue.name}: stopped; cancel at the venue")
         tracker = self.ctx.tracker
         orders = [
             o for o in (*tracker.active.values(), *tracker.lost.values())
-            if self.client_ids.owns(o.client_order_id)
+            if self.owns(o.client_order_id)
         ]
         if not orders:
             return []
@@ -649,20 +700,42 @@ class OrderManager:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def owns(self, client_order_id: str) -> bool:
+        """Ours to cancel: issued by this instance's id factory, or restored from its journal
+        (which may predate a change of ``client_id_instance``)."""
+        return self.client_ids.owns(client_order_id) or client_order_id in self._restored
+
     def restore(self, orders: Sequence[InFlightOrder]) -> None:
         """Track journal orders. One restored mid-placement (PENDING_CREATE) has an unknown
-        outcome: it becomes UNKNOWN and is settled by a query, never placed again."""
+        outcome: it becomes UNKNOWN and is settled by a query, never placed again. Restored
+        orders count as this instance's own, so ``cancel_all`` reaches them even when their ids
+        carry another instance's prefix (said once in the log)."""
         tracker = self.ctx.tracker
         tracker.restore(orders)
+        foreign = [o.client_order_id for o in orders if not self.client_ids.owns(o.client_order_id)]
+        if foreign:
+            log.warning("%s: %d restored orders carry another instance's id (%s...): managed as ours",
+                        self.ctx.venue.name, len(foreign), foreign[0])
+        self._restored.update(o.client_order_id for o in orders)
         for order in orders:
             if order.state is OrderState.PENDING_CREATE:
                 self._unknown(order, "restored while its placement was in flight")
+            elif order.acknowledged and not order.is_terminal:
+                self.ctx.balances.mark_resting(order.client_order_id)
         if any(o.state not in TERMINAL_STATES for o in orders):
             self._attention()
 
+    def refuse_new_orders(self) -> None:
+        """From now on ``place`` raises ``ConnectorStopped``; cancels still go out (a stopping
+        connector may be cancelling everything)."""
+        self._accepting = False
+
     async def stop(self, timeout: float | None = None) -> None:
         """Let in-flight requests finish (their answers are applied), then cancel what is left
-        after ``timeout`` seconds (default: the request timeout)."""
+        after ``timeout`` seconds (default: the request timeout). New orders and cancels are
+        refused from the start."""
+        self._accepting = False
+        self._stopped = True
         bound = self.ctx.config.request_timeout if timeout is None else timeout
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:

@@ -65,6 +65,7 @@ class ReconcileCounters:
     adopted: int = 0  # own orders the venue lists that we did not track
     foreign: int = 0  # other instances' orders the venue lists: ignored
     contradictions: int = 0  # the venue lists as open an order that ended here
+    resurfaced: int = 0  # ... one we had declared FAILED: cancelled at the venue
 
 
 class Reconciler:
@@ -342,13 +343,25 @@ class Reconciler:
                 order = tracker.get(vo.client_order_id) or tracker.get_by_exchange_id(vo.exchange_order_id)
                 if order is not None:
                     listed.add(order.client_order_id)
-                    if order.is_terminal:
+                    if order.state is OrderState.FAILED and self._orders.owns(order.client_order_id):
+                        # We declared it failed (its placement never answered and the venue
+                        # denied it), yet it works at the venue: take it off the book, and
+                        # record whatever it traded. It stays FAILED here: one terminal event.
+                        self.counters.resurfaced += 1
+                        log.error("%s: %s was declared failed but the venue lists it open: cancelling it",
+                                  ctx.venue.name, order.client_order_id)
+                        if vo.exchange_order_id is not None:
+                            tracker.note_exchange_id(order.client_order_id, vo.exchange_order_id)
+                        self._orders.cancel_resurfaced(order)
+                        if order.exchange_order_id is not None:
+                            await self._fetch_fills(order)
+                    elif order.is_terminal:
                         self.counters.contradictions += 1
                         log.warning("%s: the venue lists %s as open, but it ended as %s here",
                                     ctx.venue.name, order.client_order_id, order.state)
                     else:
                         self._orders.apply_updates([vo.as_update()])
-                elif self._orders.client_ids.owns(vo.client_order_id):
+                elif self._orders.owns(vo.client_order_id):
                     if self._orders.adopt(vo):
                         self.counters.adopted += 1
                         listed.add(vo.client_order_id)

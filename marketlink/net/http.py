@@ -29,7 +29,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from marketlink.core.errors import ConfigError
+from marketlink.core.errors import ConfigError, MarketlinkError
 from marketlink.net import jsoncodec
 from marketlink.net.clock import Clock, SystemClock
 from marketlink.net.errors import (
@@ -48,6 +48,7 @@ from marketlink.net.throttler import Cost, Usage
 
 __all__ = [
     "Auth",
+    "ClientClosed",
     "HttpClient",
     "HttpStats",
     "ParamValue",
@@ -63,6 +64,11 @@ log = logging.getLogger(__name__)
 
 ParamValue = str | int | Decimal | bool
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+
+
+class ClientClosed(MarketlinkError, RuntimeError):
+    """A request on a client after ``close()``: refused before anything is sent. A closed client
+    never opens a new session, which would leak it and let an order out after shutdown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +282,7 @@ class HttpClient:
         self._resync_time = resync_time
         self._rate_limit_backoff = rate_limit_backoff
         self._ban_seconds = ban_seconds
+        self._closed = False
         self.stats = HttpStats()
 
     async def __aenter__(self) -> HttpClient:
@@ -285,7 +292,9 @@ class HttpClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session if this client created it; a caller's session is left to the caller."""
+        """Close the session if this client created it; a caller's session is left to the caller.
+        Either way the client takes no more requests."""
+        self._closed = True
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -294,8 +303,10 @@ class HttpClient:
         """Decoded JSON of a successful answer; otherwise a typed :class:`VenueError` is raised.
 
         Configuration mistakes (unknown limit id, signed request without an auth) raise
-        :class:`ConfigError` before anything is sent.
+        :class:`ConfigError` before anything is sent; so does :class:`ClientClosed` after ``close()``.
         """
+        if self._closed:
+            raise ClientClosed(f"{req.method} {req.path}: the HTTP client is closed")
         if req.signed and self._auth is None:
             raise ConfigError(f"{req.method} {req.path} is signed but the client has no auth")
         self._throttler.validate(req.costs)

@@ -506,6 +506,8 @@ class Throttler:
     already queued fail too; reads are not refused (the HTTP client pairs a ban with a back-off
     so they wait). ``on_near_limit(limit_id, fraction)`` fires when a pool's usage crosses
     ``near_limit`` upwards, once per crossing; it re-arms when the pool is next seen below it.
+    ``on_ban(until)`` fires on every ``ban``, whatever request earned it, so the owner can report
+    that trading stopped even when no order was being placed.
     """
 
     def __init__(
@@ -516,6 +518,7 @@ class Throttler:
         share: float = 1.0,
         on_near_limit: Callable[[str, float], None] | None = None,
         near_limit: float = 0.8,
+        on_ban: Callable[[float], None] | None = None,
     ) -> None:
         if isinstance(near_limit, bool) or not isinstance(near_limit, int | float) or not 0 < near_limit <= 1:
             raise ConfigError(f"near_limit must be in (0, 1], got {near_limit!r}")
@@ -534,6 +537,7 @@ class Throttler:
         self._on_near_limit = on_near_limit
         self._near_limit = float(near_limit)
         self._armed: dict[str, bool] = {}
+        self._on_ban = on_ban
 
     # configuration ---------------------------------------------------------------------------
 
@@ -772,6 +776,11 @@ class Throttler:
             raise ValueError(f"ban needs finite, non-negative seconds, got {seconds!r}")
         now = self._clock.time()
         self._banned_until = max(self._banned_until, now + seconds)
+        if self._on_ban is not None and now < self._banned_until:
+            try:
+                self._on_ban(self._banned_until)
+            except Exception:
+                log.exception("on_ban callback failed")
         if now >= self._banned_until or not any(w.is_order for w in self._queue):
             return
         keep: list[_Waiter] = []

@@ -895,3 +895,24 @@ async def test_throttler_adopt_wakes_a_waiter_the_larger_capacity_now_admits() -
     assert throttler.adopt("W", 60, 2) == 1
     await asyncio.wait_for(waiter, 1.0)  # admitted without the clock moving
     assert clock.time() == 0.0 and throttler.windows("W") == [(60.0, 2)]
+
+
+async def test_on_ban_tells_the_owner_of_every_ban_and_survives_a_failing_callback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = VirtualClock()
+    seen: list[float] = []
+    thr = Throttler([RateLimit.simple("A", 100, 10)], clock=clock, on_ban=seen.append)
+    thr.ban(0)  # no ban opens: nobody is told
+    thr.ban(30)
+    clock.advance(10)
+    thr.ban(5)  # shorter than what is left: the ban's end does not move
+    assert seen == [30.0, 30.0]
+
+    def broken(until: float) -> None:
+        raise RuntimeError("observer bug")
+
+    failing = Throttler([RateLimit.simple("A", 100, 10)], clock=clock, on_ban=broken)
+    with caplog.at_level(logging.ERROR):
+        failing.ban(10)
+    assert failing.banned_until is not None and "on_ban callback failed" in caplog.text

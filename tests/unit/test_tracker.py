@@ -426,3 +426,51 @@ def test_observers_see_each_new_order_when_it_is_tracked_but_not_restored_ones()
     with pytest.raises(InvalidOrderData):
         tracker.start_tracking(new)  # a reused id is refused before any observer hears of it
     assert seen == ["n1"]
+
+
+# -- one trade, one credit, across records of an order ------------------------------------------
+
+
+def test_a_fill_is_never_credited_again_to_a_later_record_of_the_same_order() -> None:
+    t = OrderTracker(finished_ttl=10.0)
+    t.start_tracking(new_order())
+    t.process_order_update(upd(S.OPEN, exchange_order_id="x1"))
+    t.process_trade_update(fill("t1", "0.4"))
+    t.process_order_update(upd(S.CANCELED, ts=4.0))
+    assert t.evict_finished(now=100.0) == 1 and t.get("c1") is None
+    # The venue still shows it, so it is adopted as a new record, and its trades are fetched.
+    t.start_tracking(new_order())
+    t.process_order_update(upd(S.OPEN, ts=101.0, exchange_order_id="x1"))
+    assert t.process_trade_update(fill("t1", "0.4", ts=101.0)) == []
+    assert t.counters.duplicate_fill == 1
+    assert t.drain_refusals()[-1].kind is RefusalKind.FILL_CONFLICT
+    # A new trade still counts; so does the other side of a self-trade with the same trade id.
+    assert kinds(t.process_trade_update(fill("t2", "0.1", ts=102.0))) == [OrderFilled]
+    t.start_tracking(new_order("c2", side=Side.BUY))
+    t.process_order_update(upd(S.OPEN, ts=103.0, cid="c2", exchange_order_id="x2"))
+    assert kinds(t.process_trade_update(fill("t2", "0.1", ts=103.0, cid="c2"))) == [OrderFilled]
+
+
+def test_credits_are_bounded() -> None:
+    t = OrderTracker(max_credited=2)
+    t.start_tracking(new_order(amount=D("10")))
+    t.process_order_update(upd(S.OPEN))
+    for i in range(5):
+        t.process_trade_update(fill(f"t{i}", "0.1", ts=3.0 + i))
+    assert len(t._credited) == 2
+    with pytest.raises(ConfigError):
+        OrderTracker(max_credited=0)
+
+
+def test_note_exchange_id_routes_fills_of_an_order_that_ended_before_the_venue_showed_it() -> None:
+    t = OrderTracker(lost_after=1)
+    t.start_tracking(new_order())
+    t.mark_unknown("c1", 2.0, "timeout")
+    [failed] = t.process_placement_not_found("c1", 3.0)
+    assert isinstance(failed, OrderFailed)
+    assert t.note_exchange_id("c1", "x9") and t.get_by_exchange_id("x9") is t.get("c1")
+    assert t.note_exchange_id("c1", "x9")  # the same id again: fine
+    assert not t.note_exchange_id("c1", "x10") and not t.note_exchange_id("nope", "x1")
+    events = t.process_trade_update(fill("t1", "0.4", ts=4.0, cid=None, xid="x9"))
+    assert [type(e) for e in events][-1] is OrderFilled
+    assert events[-1].late  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "CancelOutcome": "marketlink.engine.orders",
     "CancelResult": "marketlink.engine.orders",
     "ForeignOrder": "marketlink.engine.orders",
+    "ConnectorStopped": "marketlink.engine.orders",
     "Sandbox": "marketlink.sandbox.server",
     "SandboxConfig": "marketlink.sandbox.config",
     "OrderType": "marketlink.core.enums",
@@ -56,6 +57,7 @@ __all__ = [
     "Connecting",
     "ConnectorConfig",
     "ConnectorStatusChanged",
+    "ConnectorStopped",
     "Event",
     "EventsDropped",
     "ForeignOrder",
@@ -113,7 +115,7 @@ if TYPE_CHECKING:
     from marketlink.engine.bus import EventsDropped, Subscription
     from marketlink.engine.connector import SpotConnector
     from marketlink.engine.context import ConnectorConfig
-    from marketlink.engine.orders import CancelOutcome, CancelResult, ForeignOrder
+    from marketlink.engine.orders import CancelOutcome, CancelResult, ConnectorStopped, ForeignOrder
     from marketlink.net.errors import VenueError
     from marketlink.sandbox.config import SandboxConfig
     from marketlink.sandbox.server import Sandbox

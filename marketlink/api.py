@@ -20,12 +20,13 @@ stops the half-started connector before the error propagates: no socket or task 
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from marketlink.core.credentials import Credentials
 from marketlink.core.errors import ConfigError, InvalidTradingPair
+from marketlink.core.orders import InFlightOrder
 from marketlink.core.pairs import TradingPair
 from marketlink.engine.connector import SpotConnector
 from marketlink.engine.context import ConnectorConfig
@@ -47,11 +48,20 @@ class Connecting:
     awaiting and hear the status changes of the start itself.
     """
 
-    __slots__ = ("_used", "_where", "_who", "connector", "timeout")
+    __slots__ = ("_restore", "_used", "_where", "_who", "connector", "timeout")
 
-    def __init__(self, connector: SpotConnector, *, timeout: float, where: str, who: str) -> None:
+    def __init__(
+        self,
+        connector: SpotConnector,
+        *,
+        timeout: float,
+        where: str,
+        who: str,
+        restore: Sequence[InFlightOrder] = (),
+    ) -> None:
         self.connector = connector
         self.timeout = timeout
+        self._restore = tuple(restore)
         self._where = where
         self._who = who  # "public only", or the credentials' repr (the key's last characters only)
         self._used = False
@@ -75,7 +85,7 @@ class Connecting:
         log.info("%s: connecting to %s, %d pairs, %s", conn.name, self._where, len(conn.trading_pairs),
                  self._who)
         try:
-            await conn.start(timeout=self.timeout)
+            await conn.start(self._restore, timeout=self.timeout)
         except BaseException:
             # Cancelled or failed half way: release sockets and tasks before the error goes up.
             try:
@@ -103,6 +113,7 @@ def connect(
     sandbox: Sandbox | None = None,
     config: ConnectorConfig | None = None,
     timeout: float = 30.0,
+    restore: Iterable[InFlightOrder] = (),
 ) -> Connecting:
     """A connector to ``venue`` for ``trading_pairs``, started when awaited (see the module doc).
 
@@ -111,7 +122,8 @@ def connect(
     where the sandbox's funded demo account is used. Where it connects: ``sandbox=`` (a running
     ``Sandbox``), else ``endpoints=``, else the venue's ``domain``; naming two of them is an
     error rather than a silent choice. ``timeout`` bounds the start (``TimeoutError`` names the
-    parts that were not ready).
+    parts that were not ready). ``restore``: orders a journal saved, tracked again at the start
+    (reconciled with the venue before ready, and ours to cancel).
     """
     entry = REGISTRY.lookup(venue)
     pairs = _pairs(trading_pairs)
@@ -121,7 +133,10 @@ def connect(
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
     connector = SpotConnector(entry.venue, pairs, credentials, endpoints=eps, config=config)
     who = repr(credentials) if credentials is not None else "public only"
-    return Connecting(connector, timeout=float(timeout), where=where, who=who)
+    orders = list(restore)
+    if not all(isinstance(o, InFlightOrder) for o in orders):
+        raise ConfigError("restore takes InFlightOrder objects (InFlightOrder.from_dict of saved ones)")
+    return Connecting(connector, timeout=float(timeout), where=where, who=who, restore=orders)
 
 
 def _pairs(trading_pairs: Iterable[str]) -> list[str]:

@@ -119,6 +119,7 @@ class SpotConnector:
         self.reconciler = Reconciler(ctx, self.orders, self.user_stream)
         self.user_stream.on_reconnected = self.reconciler.trigger
         self._started = False
+        self._stop_called = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -180,6 +181,9 @@ class SpotConnector:
 
     async def stop(self, *, cancel_orders: bool = False, timeout: float = 10.0) -> list[CancelResult]:
         results: list[CancelResult] = []
+        if self._stop_called:
+            return results
+        self._stop_called = True
         self.orders.refuse_new_orders()  # first: an order placed now would outlive its reporting
         if cancel_orders and self._credentials is not None:
             results = await self.cancel_all(timeout)

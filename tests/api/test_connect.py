@@ -213,6 +213,34 @@ async def test_await_gives_a_ready_connector_on_the_demo_account(sandbox: Sandbo
         await conn.stop()
 
 
+async def test_restore_hands_saved_orders_to_the_new_connector(sandbox: Sandbox) -> None:
+    from marketlink.core.enums import OrderType
+    from marketlink.core.orders import InFlightOrder
+
+    first = await connect("binance", ["BTC-USDT"], sandbox=sandbox, config=ConnectorConfig(seed=1))
+    cid = first.buy("BTC-USDT", Decimal("0.01"), OrderType.LIMIT, Decimal("40000"))
+    sub = first.bus.subscribe()
+    async with asyncio.timeout(10):
+        async for event in sub:
+            if isinstance(event, OrderCreated) and event.client_order_id == cid:
+                break
+    sub.close()
+    saved = [o.to_dict() for o in first.in_flight_orders().values()]
+    await first.stop()
+    with pytest.raises(ConfigError, match="InFlightOrder"):
+        connect("binance", ["BTC-USDT"], sandbox=sandbox, restore=saved)  # type: ignore[arg-type]
+    second = await connect(
+        "binance", ["BTC-USDT"], sandbox=sandbox, config=ConnectorConfig(seed=2),
+        restore=[InFlightOrder.from_dict(d) for d in saved],
+    )
+    try:
+        assert cid in second.in_flight_orders()
+        [result] = await second.cancel_all(10.0)  # another instance id, still ours: restored
+        assert result.client_order_id == cid and result.success
+    finally:
+        await second.stop()
+
+
 async def test_async_with_stops_the_connector_when_the_block_ends_even_on_error(sandbox: Sandbox) -> None:
     before = _open_tasks()
     connecting = connect("binance", ["BTC-USDT"], sandbox=sandbox)

@@ -8,6 +8,16 @@ book, a malformed message, a stream silent for ``book_stale_after``, a dropped c
 recovery is announced once, as ``BookResynced``; the "order_books" status part names each pair
 that is not in sync and why. There is no periodic refresh to hide behind.
 
+Silence alone is not staleness, though: a venue sends nothing for a book that does not change
+(Binance's diff stream is quiet while an illiquid book rests), and resyncing such a book every
+``book_stale_after`` would cost a full snapshot each time and make ``ready`` flap. So a pair
+silent that long is judged by its connection: if no frame of any kind (data, ping, pong) came
+over it either, the stream is stale and the book resyncs at once; if the connection lives, the
+book stays in sync and one cheap snapshot (the smallest depth, for its update id only) verifies
+it. A venue that moved past the book means diffs were lost: resync. Otherwise the book is
+current, nothing is announced, and the next verification of that still-quiet pair waits twice as
+long (up to ``_VERIFY_BACKOFF_CAP`` x ``book_stale_after``), until a diff ends the quiet.
+
 The I/O around the machine:
 
 * Streams: pairs are spread over WebSocket connections (``max_streams_per_connection`` streams
@@ -26,10 +36,12 @@ The I/O around the machine:
 * Staleness is watched per pair by one supervised watchdog (not per subscription by the
   WebSocket client): a venue sends a pair's book, trades and ticker on streams whose names only
   the codec knows, while the engine knows each message's pair once parsed, and the depth stream
-  is the one whose silence matters.
+  is the one whose silence matters. The connection's liveness comes from the WebSocket client
+  (``WsClient.last_received_at``), which sees pings the consumer never does.
 
-Every background loop (consumers, watchdog, one snapshot job per pair while it resyncs) runs
-under the context's supervisor, named ``market_data.*``.
+Every background loop (consumers, watchdog, one snapshot job per pair while it resyncs, one
+verification per quiet pair while it runs) runs under the context's supervisor, named
+``market_data.*``.
 """
 
 from __future__ import annotations
@@ -62,7 +74,7 @@ from marketlink.net.ws import (
     backoff_delay,
 )
 
-__all__ = ["MarketData", "MarketDataStats"]
+__all__ = ["MarketData", "MarketDataStats", "venue_moved"]
 
 log = logging.getLogger(__name__)
 _W = TypeVar("_W")
@@ -74,6 +86,13 @@ _STREAMS_PER_PAIR: Final = 3
 _APPLIED: Final = Step.APPLIED  # the hot path reads one global, not a global and an attribute
 #: How many not-synced pairs the status detail names before it summarises the rest.
 _DETAIL_PAIRS: Final = 5
+#: Levels asked for by a verification snapshot, which is read for its update id only: 5 is the
+#: smallest limit every Binance market accepts (USD-M allows 5, 10, 20...) and sits in the
+#: cheapest weight tier (spot: 1-100 levels cost 5, against 50 for the 1000 of a full snapshot).
+_VERIFY_DEPTH: Final = 5
+#: A quiet pair verified current is verified again after twice the last interval, at most this
+#: many ``book_stale_after`` later.
+_VERIFY_BACKOFF_CAP: Final = 10.0
 
 
 @dataclass(slots=True)
@@ -90,10 +109,24 @@ class MarketDataStats:
     errors: int = 0  # messages whose handling failed unexpectedly (a bug: logged with its traceback)
     trades: int = 0
     tickers: int = 0
-    snapshots: int = 0  # snapshot requests sent
+    snapshots: int = 0  # snapshot requests sent to (re)sync a book
     snapshot_failures: int = 0  # snapshots that could not be used (see the status for why)
+    verifications: int = 0  # snapshot requests sent to verify a quiet book on a live connection
+    verified_current: int = 0  # ... that found the book current (no event, next one backed off)
+    verified_behind: int = 0  # ... that found the venue past the book (resynced)
+    verify_failures: int = 0  # ... that failed or were malformed (tried again later)
+    verify_superseded: int = 0  # ... whose answer came after a diff or a loss had settled it
     connects: int = 0
     resyncs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Quiet:
+    """A LIVE pair whose depth has been silent since ``seen`` on a connection that lives."""
+
+    seen: float  # the pair's last depth message when the quiet began: a newer one ends it
+    interval: float  # the wait before the next verification once one finds the book current
+    next_at: float  # when the next verification is due
 
 
 @dataclass(eq=False)
@@ -142,6 +175,8 @@ class MarketData:
         self._semaphore = asyncio.Semaphore(max(1, ctx.config.snapshot_concurrency))
         self._tasks: list[str] = []
         self._fetching: set[str] = set()  # pairs whose snapshot job runs (or backs off)
+        self._quiet: dict[str, _Quiet] = {}  # quiet pairs being verified instead of resynced
+        self._verifying: set[str] = set()  # pairs whose verification snapshot is in flight
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._trade_waiters: dict[str, list[tuple[str, asyncio.Future[None]]]] = {}
         self._started = False
@@ -554,8 +589,8 @@ class MarketData:
     # -- staleness ------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Resync a live book whose depth stream went silent, and start the next round of
-        snapshot attempts when due. Sleeps until the next deadline; never polls."""
+        """Judge every live book whose depth went silent (see the module docstring), and start
+        the next round of snapshot attempts when due. Sleeps until the next deadline; never polls."""
         ctx = self._ctx
         clock = ctx.clock
         stale_after = ctx.config.book_stale_after
@@ -563,16 +598,11 @@ class MarketData:
             now = clock.time()
             wake = now + stale_after
             for pair, sync in self._syncs.items():
-                if not self._stream_of[pair].live:
+                stream = self._stream_of[pair]
+                if not stream.live:
                     continue
                 if sync.phase is Phase.LIVE:
-                    seen = self._seen[pair]
-                    due = seen + stale_after
-                    if now >= due:
-                        self._seen[pair] = now
-                        self._lose(pair, f"stale: no depth update for {now - seen:.1f}s; resyncing")
-                    else:
-                        wake = min(wake, due)
+                    wake = min(wake, self._watch_live(pair, stream, now, stale_after))
                     continue
                 at = self._retry_at.get(pair)
                 if at is None:
@@ -585,10 +615,100 @@ class MarketData:
                     wake = min(wake, at)
             await clock.sleep(wake - now)
 
-    def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
-        self._ctx.supervisor.spawn(name, factory)
+    def _watch_live(self, pair: str, stream: _Stream, now: float, stale_after: float) -> float:
+        """One live pair: resync it if its stream is stale, verify it if only the pair is quiet;
+        returns when it next needs a look."""
+        seen = self._seen[pair]
+        quiet = self._quiet.get(pair)
+        if quiet is not None and quiet.seen != seen:  # a diff (or a resync) ended the quiet
+            del self._quiet[pair]
+            quiet = None
+        due = seen + stale_after
+        if now < due:
+            return due
+        rx = stream.ws.last_received_at
+        if rx is None or now - rx >= stale_after:  # the connection is silent too: a stale stream
+            self._seen[pair] = now
+            self._quiet.pop(pair, None)
+            log.info("%s %s: no frame on the connection for %s", self._name, pair,
+                     "ever" if rx is None else f"{now - rx:.1f}s")
+            self._lose(pair, f"stale: no depth update for {now - seen:.1f}s; resyncing")
+            return now + stale_after
+        alive_until = rx + stale_after  # if nothing arrives by then, the stream is stale
+        if pair in self._verifying:
+            return alive_until
+        if quiet is None:
+            quiet = self._quiet[pair] = _Quiet(seen, stale_after, now)
+        if now < quiet.next_at:
+            return min(alive_until, quiet.next_at)
+        if not self._stopped:
+            self._verifying.add(pair)
+            # Not restarted if it crashes (logged by the supervisor): the next look verifies again.
+            self._spawn(f"market_data.verify.{pair}", partial(self._verify, pair, quiet), restart=False)
+        return alive_until
+
+    async def _verify(self, pair: str, quiet: _Quiet) -> None:
+        """Ask the venue where a quiet book is, with the cheapest snapshot, and act on the answer:
+        past our book means diffs were lost (resync); otherwise the book is current."""
+        ctx = self._ctx
+        stats = self.stats
+        sync = self._syncs[pair]
+        generation = sync.generation
+        try:
+            request = ctx.codec.depth_snapshot_request(
+                ctx.symbol(pair), min(_VERIFY_DEPTH, ctx.spec.snapshot_depth)
+            )
+            stats.verifications += 1
+            try:
+                async with self._semaphore:
+                    payload = await ctx.http.request(request)
+                venue_id = ctx.codec.parse_depth_snapshot(payload, pair).update_id
+            except (MalformedMessage, VenueError) as exc:
+                stats.verify_failures += 1
+                if isinstance(exc, MalformedMessage):
+                    stats.malformed += 1
+                quiet.next_at = ctx.clock.time() + quiet.interval
+                log.warning("%s %s: verifying a quiet book failed (again in %gs): %s",
+                            self._name, pair, quiet.interval, exc)
+                return
+            now = ctx.clock.time()
+            if (
+                self._stopped or sync.generation != generation or sync.phase is not Phase.LIVE
+                or self._seen[pair] != quiet.seen or self._quiet.get(pair) is not quiet
+            ):
+                stats.verify_superseded += 1  # a diff or a loss came first: the answer is moot
+                return
+            book_id = sync.book.update_id
+            if venue_moved(book_id, venue_id):
+                stats.verified_behind += 1
+                del self._quiet[pair]
+                self._seen[pair] = now
+                self._lose(pair, f"stale: no depth update for {now - quiet.seen:.1f}s while the venue "
+                                 f"moved to update {venue_id} (book at {book_id}); resyncing")
+                return
+            stats.verified_current += 1
+            quiet.interval = min(2.0 * quiet.interval, _VERIFY_BACKOFF_CAP * ctx.config.book_stale_after)
+            quiet.next_at = now + quiet.interval
+            log.debug("%s %s: quiet book current at update %d (venue %d); next check in %gs",
+                      self._name, pair, book_id, venue_id, quiet.interval)
+        finally:
+            self._verifying.discard(pair)
+
+    def _spawn(self, name: str, factory: Callable[[], Any], *, restart: bool = True) -> None:
+        self._ctx.supervisor.spawn(name, factory, restart=restart)
         if name not in self._tasks:
             self._tasks.append(name)
+
+
+def venue_moved(book_id: int, venue_id: int) -> bool:
+    """Whether a snapshot at ``venue_id`` holds changes a book at ``book_id`` lacks.
+
+    Every sequence rule we speak numbers a book's changes increasingly (Binance's ``u``, Bybit's
+    ``u``), so a higher snapshot id means diffs we never saw. A lower one is not a move: Binance
+    serves REST depth from a cache that may trail the stream by a little, and a Bybit restart
+    (``u`` back to 1) comes down the stream itself, where the sequence rule resets the book.
+    """
+    return venue_id > book_id
 
 
 async def _wait_for(

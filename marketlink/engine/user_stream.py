@@ -11,8 +11,12 @@ What a reconnect means: private events may have been missed while the socket was
 and the connector is not ``ready`` until that reconcile has run. A message that ends the
 subscription (``eventStreamTerminated``) forces a reconnect, and with it a resubscribe.
 
-``healthy`` is what the reconciler reads to choose its pace: connected, and some private message
-(or the subscription itself) within ``user_stream_silence`` seconds.
+``healthy`` is what the reconciler reads to choose its pace: connected, and some traffic within
+``user_stream_silence`` seconds. Any frame counts (a private message, the subscription itself,
+a server ping or a pong), not only private data: an account whose orders rest unfilled has
+nothing to report, and polling it fast for that would spend the request weight snapshots and
+orders need. Fast polling is kept for what it is for: a stream that is down, or whose socket
+has gone entirely quiet (a stuck venue still holding the TCP connection).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class UserStream:
         self.on_reconnected: Callable[[], None] | None = None
         self.on_health_change: Callable[[], None] | None = None
         self.last_message_at: float | None = None  # connector clock time of the last private message
+        # (or of the subscription); ``last_traffic_at`` adds pings and pongs
         self.counters = UserStreamCounters()
         self._ws: WsClient | None = None
         self._connected = False
@@ -99,16 +104,25 @@ class UserStream:
 
     @property
     def healthy(self) -> bool:
-        """Subscribed and not silent: the reconciler may poll slowly."""
+        """Subscribed and heard from lately (any frame): the reconciler may poll slowly."""
         silent_at = self.silent_at
         return silent_at is not None and self._ctx.clock.time() < silent_at
 
     @property
-    def silent_at(self) -> float | None:
-        """When the stream will count as silent if nothing arrives (``None`` while down)."""
+    def last_traffic_at(self) -> float | None:
+        """Connector clock time of the last frame of any kind on the private connection (data,
+        ping or pong), or of the subscription; ``None`` while down."""
         if not self._connected or self.last_message_at is None:
             return None
-        return self.last_message_at + self._ctx.config.user_stream_silence
+        ws = self._ws
+        rx = ws.last_received_at if ws is not None else None
+        return self.last_message_at if rx is None else max(rx, self.last_message_at)
+
+    @property
+    def silent_at(self) -> float | None:
+        """When the stream will count as silent if nothing arrives (``None`` while down)."""
+        last = self.last_traffic_at
+        return None if last is None else last + self._ctx.config.user_stream_silence
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -308,6 +308,15 @@ class WsClient:
     def subscriptions(self) -> tuple[str, ...]:
         return tuple(self._subs)
 
+    @property
+    def last_received_at(self) -> float | None:
+        """Clock time of the last frame of any kind (data, ping, pong) on the current connection,
+        or of its opening; ``None`` while not connected.
+
+        The engine's liveness signal: a venue that has nothing to say (a quiet book, an idle
+        account) still pings, so silence on one subscription proves nothing while this moves."""
+        return self._last_rx if self._socket is not None else None
+
     async def start(self) -> None:
         """Start connecting in the background; progress arrives as events on :meth:`items`."""
         if self._stopped:

@@ -454,9 +454,11 @@ async def test_cancel_all_gives_one_result_per_own_order(h: Harness) -> None:
     a = await open_order(h, om, "xa")
     b = await open_order(h, om, "xb")
     c = await open_order(h, om, "xc")
-    foreign = InFlightOrder("other-bot-1", PAIR, OrderType.LIMIT, Side.BUY, D("1"), D("100"), START,
-                            exchange_order_id="xf", state=S.OPEN)
-    om.restore([foreign])  # tracked (a journal from another prefix), but not ours to cancel
+    # A journal's order under an earlier instance id: handed over by restore, so ours to cancel.
+    earlier = InFlightOrder("mlBold-1", PAIR, OrderType.LIMIT, Side.BUY, D("1"), D("100"), START,
+                            exchange_order_id="xe", state=S.OPEN)
+    om.restore([earlier])
+    assert not om.client_ids.owns("mlBold-1") and om.owns("mlBold-1")
 
     def on_cancel(req: object) -> object:
         cid = req.params["cid"]  # type: ignore[attr-defined]
@@ -464,17 +466,19 @@ async def test_cancel_all_gives_one_result_per_own_order(h: Harness) -> None:
             return OrderUpdate(PAIR, START + 1, S.CANCELED, a, "xa", D(0))
         if cid == b:
             return InsufficientFunds("no")  # any refusal
+        if cid == "mlBold-1":
+            return OrderUpdate(PAIR, START + 1, S.CANCELED, cid, "xe", D(0))
         return OrderUpdate(PAIR, START + 1, S.FILLED, c, "xc", D(1))  # it filled first
 
     h.http.on(CANCEL, on_cancel)
     results = await om.cancel_all(5.0)
     by_id = {r.client_order_id: r for r in results}
-    assert set(by_id) == {a, b, c}
+    assert set(by_id) == {a, b, c, "mlBold-1"}
+    assert by_id["mlBold-1"].outcome is CancelOutcome.CANCELLED
     assert by_id[a].outcome is CancelOutcome.CANCELLED and by_id[a].success
     assert by_id[b].outcome is CancelOutcome.FAILED and "InsufficientFunds" in (by_id[b].reason or "")
     assert not by_id[b].success
     assert by_id[c].outcome is CancelOutcome.ALREADY_DONE and by_id[c].state is S.FILLED
-    assert "other-bot-1" not in [r.params["cid"] for r in h.http.sent(CANCEL)]  # type: ignore[index]
     assert b in om.needs_query
 
 

@@ -1,10 +1,15 @@
 """The conformance harness: the real connector against the sandbox over 127.0.0.1, for any venue.
 
 The scenarios are written once; what differs per venue is bundled in a ``VenueHarness``: the
-sandbox front-end, the venue adapter and its local endpoints, symbol naming, where orders are sent
-(for REST faults), how to make the venue refuse an order that our own rules let through, how to
-take a market out of trading, and how to make its rate limits small. A new venue adds one entry
-to ``HARNESSES`` and runs every scenario unchanged.
+sandbox front-end, the venue adapter and its local endpoints, symbol naming, where orders and book
+snapshots are requested (for REST faults), how to read a placement's client id off a request, how
+to make the venue refuse an order that our own rules let through (and what it then says), how to
+take a market out of trading or make its listing unreadable, and its rate limits as data
+(``RateLimitPlan``). A new venue adds one entry to ``HARNESSES`` and runs every scenario unchanged.
+Nothing in a scenario names a venue's paths or symbols.
+
+The sandbox's front-end is wrapped in a ``RecordingFrontend`` that logs every HTTP request the
+server receives, so a scenario can count what reached the venue (one placement, never two).
 
 Market flow is off unless a scenario needs a moving book: the only trades are the ones a test
 makes, with a second account (``taker``) trading against our orders directly on the sandbox's
@@ -16,12 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs
 
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from marketlink.core.book import OrderBook
 from marketlink.core.client_ids import ClientOrderIdFactory
 from marketlink.core.credentials import Credentials
 from marketlink.core.enums import OrderType, Side
@@ -30,6 +41,7 @@ from marketlink.core.orders import InFlightOrder, OrderState
 from marketlink.engine.connector import SpotConnector
 from marketlink.engine.context import ConnectorConfig
 from marketlink.sandbox.config import AccountConfig, SandboxConfig
+from marketlink.sandbox.context import Frontend
 from marketlink.sandbox.exchange import OrderView
 from marketlink.sandbox.server import FrontendFactory, Sandbox
 from marketlink.sandbox.venues.binance import BinanceSpotFrontend
@@ -40,6 +52,7 @@ from marketlink.venues.binance import local_endpoints as binance_endpoints
 
 D = Decimal
 WAIT = 10.0  # a bound on every wait; a healthy scenario takes a fraction of a second
+MAX_TICKS = 200  # a bound on stepping the market flow while waiting for it to move a book
 PAIR = "BTC-USDT"
 DEMO = "demo"
 TAKER = "taker"
@@ -69,6 +82,63 @@ class OrderIntent:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """One HTTP request as the sandbox's server received it, before faults or the venue saw it."""
+
+    method: str
+    path: str
+    query: str  # the raw query string
+    body: bytes
+
+
+class Corruption(enum.StrEnum):
+    """Ways a venue's market listing can be unreadable; the connector must skip such a market."""
+
+    NO_FILTERS = "no_filters"  # the market's trading rules are missing
+    BAD_TICK_SIZE = "bad_tick_size"  # a rule that is not a number
+    NO_STATUS = "no_status"  # nothing says whether it trades
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPlan:
+    """How the rate-limit scenarios push one venue past its request weight, as data.
+
+    ``burst`` requests made by ``request`` (the venue charges ``weight`` for each) go out at once
+    against a venue that allows ``limit`` weight per ``window`` seconds on ``pool``. However the
+    burst falls on the venue's fixed windows, one window gets half of it at least, more than
+    ``limit``: two at least are refused. A window that refuses nothing holds at most
+    ``limit // weight`` of them, and what is left of it is less than two more requests need (the
+    back-off scenario sends two right after the refusals; they must wait for the next window).
+    ``__post_init__`` checks these numbers, so a new venue's entry cannot quietly weaken a scenario.
+    """
+
+    pool: str
+    window: float
+    request: Callable[[SpotConnector], Awaitable[object]]  # a read: it places no order
+    weight: int
+    limit: int
+    #: (weight per window, (refusals tolerated, ban ms) or None for "never ban") -> front-end options
+    options: Callable[[int, tuple[int, int] | None], Mapping[str, object]]
+    #: Refusals the venue tolerates before it bans the IP in the ban scenario; None: it never bans.
+    ban_after: int | None
+    ban_ms: int = 1_500
+    burst: int = 16
+
+    def __post_init__(self) -> None:
+        fit = self.limit // self.weight
+        assert self.burst // 2 - fit >= 2, "a burst must overflow the busier of its two windows twice"
+        assert self.limit - fit * self.weight < 2 * self.weight <= self.limit, (
+            "two more requests must not fit in a full window, and must fit in an empty one"
+        )
+
+    def sandbox_options(self, *, ban: bool) -> Mapping[str, object]:
+        """The front-end options of a sandbox that refuses past ``limit`` and bans or not."""
+        if ban and self.ban_after is not None:
+            return self.options(self.limit, (self.ban_after, self.ban_ms))
+        return self.options(self.limit, None)
+
+
+@dataclass(frozen=True, slots=True)
 class VenueHarness:
     """What the conformance suite needs to know of one venue (see the module docstring)."""
 
@@ -79,16 +149,55 @@ class VenueHarness:
     symbol: Callable[[str], str]  # BASE-QUOTE -> the venue's symbol
     order_path: str  # REST path prefix of order placement (and whatever shares it)
     ping_path: str
-    # (weight per second, 429s tolerated before a ban, ban length ms) -> front-end options
-    small_limits: Callable[[int, int, int], Mapping[str, object]]
-    #: The weight pool ``small_limits`` sets, and its window's seconds there.
-    weight_window: tuple[str, float]
-    # An order our rules let through and the venue refuses (a price outside its price filter).
+    book_snapshot_path: str  # REST path prefix of the order book snapshot
+    # The client order id of a placement request, None for any other request.
+    placement_client_id: Callable[[ReceivedRequest], str | None]
+    rate_limits: RateLimitPlan
+    # An order our rules let through and the venue refuses (a price outside its price filter)...
     venue_rejects: Callable[[Sandbox, str], OrderIntent]
+    # ... and a fragment of the venue's answer to it, which the order's failure reason must carry.
+    rejection_reason: str
     # Take a market out of trading in the venue's market listing.
     halt_market: Callable[[Sandbox, str], None]
+    # Make a market's entry in the venue's market listing unreadable in the given way.
+    corrupt_market: Callable[[Sandbox, str, Corruption], None]
     # Whether the answer to a cancel states the order cancelled (else only a later report does).
     cancel_answer_confirms: bool = True
+
+
+class RecordingFrontend:
+    """A venue front-end that also logs every HTTP request the server receives, whatever then
+    happens to it (a fault may hold, cut or delay it). The suite counts requests here rather than
+    in the connector, since a re-sent placement would be counted once by the connector's own
+    counters (its client retries below them). Harness-only: the sandbox needs no such log."""
+
+    def __init__(self, inner: Frontend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.received: list[ReceivedRequest] = []
+
+    def install(self, app: web.Application) -> None:
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            body = await request.read() if request.can_read_body else b""  # cached for the handler
+            self.received.append(ReceivedRequest(request.method, request.path, request.query_string, body))
+            return await handler(request)
+
+        app.middlewares.append(record)
+        self.inner.install(app)
+
+    async def on_tick(self, now_ms: int) -> None:
+        await self.inner.on_tick(now_ms)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def recording(sb: Sandbox) -> RecordingFrontend:
+    """The harness's wrapper of the sandbox's (one) front-end."""
+    [frontend] = sb.frontends
+    assert isinstance(frontend, RecordingFrontend)
+    return frontend
 
 
 # -- Binance Spot ---------------------------------------------------------------------------------
@@ -104,13 +213,33 @@ def _binance_symbol(pair: str) -> str:
     return pair.replace("-", "")
 
 
-def _binance_limits(weight_per_second: int, violations: int, ban_ms: int) -> Mapping[str, object]:
+def _binance_frontend(sb: Sandbox) -> BinanceSpotFrontend:
+    frontend = recording(sb).inner
+    assert isinstance(frontend, BinanceSpotFrontend)
+    return frontend
+
+
+def _binance_placement_cid(request: ReceivedRequest) -> str | None:
+    """Binance takes a new order's parameters in the query string or the form body."""
+    if request.method != "POST" or request.path != "/api/v3/order":
+        return None
+    params = parse_qs(request.query) | parse_qs(request.body.decode("utf-8", "replace"))
+    [cid] = params.get("newClientOrderId", [None])
+    return cid
+
+
+def _binance_limits(weight_per_second: int, ban: tuple[int, int] | None) -> Mapping[str, object]:
     limits = [
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 1,
          "limit": weight_per_second},
         {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
     ]
+    violations, ban_ms = ban if ban is not None else (1_000_000, 60_000)
     return {"rate_limits": limits, "violations_before_ban": violations, "ban_ms": ban_ms}
+
+
+async def _binance_account(conn: SpotConnector) -> None:
+    await conn.refresh_balances()  # GET /api/v3/account, weight 20
 
 
 def _binance_rejects(sb: Sandbox, pair: str) -> OrderIntent:
@@ -122,9 +251,19 @@ def _binance_rejects(sb: Sandbox, pair: str) -> OrderIntent:
 
 
 def _binance_halt(sb: Sandbox, pair: str) -> None:
-    frontend = next(f for f in sb.frontends if f.name == "binance")
-    assert isinstance(frontend, BinanceSpotFrontend)
-    frontend.ops._symbol_info[_binance_symbol(pair)]["status"] = "BREAK"  # exchangeInfo reads it
+    info = _binance_frontend(sb).ops._symbol_info[_binance_symbol(pair)]  # exchangeInfo reads it
+    info["status"] = "BREAK"
+
+
+def _binance_corrupt(sb: Sandbox, pair: str, how: Corruption) -> None:
+    info = _binance_frontend(sb).ops._symbol_info[_binance_symbol(pair)]  # exchangeInfo reads it
+    if how is Corruption.NO_FILTERS:
+        info["filters"] = []
+    elif how is Corruption.BAD_TICK_SIZE:
+        [price_filter] = [f for f in info["filters"] if f["filterType"] == "PRICE_FILTER"]
+        price_filter["tickSize"] = "0.0I"
+    else:
+        del info["status"]
 
 
 BINANCE = VenueHarness(
@@ -135,10 +274,16 @@ BINANCE = VenueHarness(
     symbol=_binance_symbol,
     order_path="/api/v3/order",
     ping_path="/api/v3/ping",
-    small_limits=_binance_limits,
-    weight_window=("REQUEST_WEIGHT", 1.0),
+    book_snapshot_path="/api/v3/depth",
+    placement_client_id=_binance_placement_cid,
+    rate_limits=RateLimitPlan(
+        pool="REQUEST_WEIGHT", window=1.0, request=_binance_account, weight=20, limit=130,
+        options=_binance_limits, ban_after=1,
+    ),
     venue_rejects=_binance_rejects,
+    rejection_reason="Filter failure: PRICE_FILTER",
     halt_market=_binance_halt,
+    corrupt_market=_binance_corrupt,
 )
 
 HARNESSES: tuple[VenueHarness, ...] = (BINANCE,)
@@ -148,12 +293,14 @@ HARNESSES: tuple[VenueHarness, ...] = (BINANCE,)
 
 #: The client-id instance of "our bot" across restarts (ConnectorConfig.client_id_instance).
 INSTANCE = "7e57ab5d"
+#: The instance of another bot trading on the same account with the same software.
+OTHER_INSTANCE = "0b0e1d2c"
 
 
-def own_ids(venue: VenueHarness) -> ClientOrderIdFactory:
-    """Issues client ids a connector configured with ``INSTANCE`` recognises as its own."""
+def own_ids(venue: VenueHarness, instance: str = INSTANCE) -> ClientOrderIdFactory:
+    """Issues client ids a connector configured with ``instance`` recognises as its own."""
     rules = venue.make_venue(None).spec.client_ids
-    return ClientOrderIdFactory(rules.default_prefix, rules.max_length, instance_id=INSTANCE)
+    return ClientOrderIdFactory(rules.default_prefix, rules.max_length, instance_id=instance)
 
 
 def saved_order(
@@ -277,10 +424,35 @@ class World:
         assert isinstance(terminal, TerminalOrderEvent)
         return terminal
 
-    async def book_caught_up(self) -> None:
-        """Return once our book of the pair shows the venue's latest change (its update id)."""
-        update_id = self.sb.exchange.depth(self.symbol, None).last_update_id
-        await asyncio.wait_for(self.conn.market_data.wait_book(self.pair, update_id), WAIT)
+    def placements_received(self, cid: str) -> int:
+        """How many placement requests for ``cid`` reached the venue (HTTP attempts, not orders)."""
+        return sum(self.venue.placement_client_id(r) == cid for r in recording(self.sb).received)
+
+    async def book_caught_up(self, pair: str | None = None) -> OrderBook:
+        """Return our book of ``pair`` (default: the world's pair) once it shows the venue's
+        latest change (its update id)."""
+        pair = pair or self.pair
+        update_id = self.sb.exchange.depth(self.venue.symbol(pair), None).last_update_id
+        return await asyncio.wait_for(self.conn.market_data.wait_book(pair, update_id), WAIT)
+
+    async def assert_books_are_the_venues(self) -> None:
+        """Every book of ours, once caught up, holds exactly the venue's levels at its update id."""
+        for pair in self.conn.trading_pairs:
+            truth = self.sb.exchange.depth(self.venue.symbol(pair), None)
+            book = await self.book_caught_up(pair)
+            assert book.update_id == truth.last_update_id, pair
+            assert book.to_dict() == {"bids": dict(truth.bids), "asks": dict(truth.asks)}, pair
+
+    async def tick_until_book_moves(self, pair: str | None = None) -> None:
+        """Step the market flow (a sandbox without its timer) until the venue changes the book of
+        ``pair``; bounded by ``MAX_TICKS``."""
+        symbol = self.venue.symbol(pair or self.pair)
+        before = self.sb.exchange.depth(symbol, None).last_update_id
+        for _ in range(MAX_TICKS):
+            await self.sb.tick()
+            if self.sb.exchange.depth(symbol, None).last_update_id != before:
+                return
+        raise AssertionError(f"{symbol}'s book did not move in {MAX_TICKS} ticks")
 
     def place(self, intent: OrderIntent) -> str:
         if intent.side is Side.BUY:
@@ -312,7 +484,8 @@ class Lab:
             fault_hang_seconds=1.5,  # a held request outlives the client's timeout, not the test
             shutdown_timeout=0.25,
         )
-        sb = Sandbox(config, [self.venue.frontend], autotick=autotick)
+        make = self.venue.frontend
+        sb = Sandbox(config, [lambda ctx: RecordingFrontend(make(ctx))], autotick=autotick)
         await sb.start()
         self._sandboxes.append(sb)
         return sb
@@ -344,11 +517,12 @@ class Lab:
         *,
         restore: Sequence[InFlightOrder] = (),
         recv_window_ms: int | None = None,
+        keys: bool = True,
         **overrides: Any,
     ) -> World:
         """A started connector (events recorded from before its start) on ``sb`` or a new sandbox."""
         sandbox = sb if sb is not None else await self.sandbox(tuple(pairs))
-        conn = self.connector(sandbox, pairs, recv_window_ms=recv_window_ms, **overrides)
+        conn = self.connector(sandbox, pairs, recv_window_ms=recv_window_ms, keys=keys, **overrides)
         world = World(self.venue, sandbox, conn)
         await conn.start(restore, timeout=WAIT)
         return world

@@ -3,7 +3,7 @@ an order the venue does not know, and cancel_all reporting one result per order.
 
 from __future__ import annotations
 
-from harness import INSTANCE, PAIR, D, Lab, World, own_ids, saved_order
+from harness import INSTANCE, OTHER_INSTANCE, PAIR, D, Lab, World, own_ids, saved_order
 
 from marketlink.core.enums import OrderType, Side
 from marketlink.core.events import OrderCancelled, OrderLost, TerminalOrderEvent
@@ -60,9 +60,16 @@ async def test_cancel_all_reports_each_order_with_the_one_failure(lab: Lab) -> N
     phantom_id = own_ids(lab.venue).new(Side.SELL, PAIR)
     phantom = saved_order(phantom_id, "0.01", "90000", side=Side.SELL, exchange_order_id="987654321")
     world = await lab.world(restore=[phantom], client_id_instance=INSTANCE)
+    # Another bot on the same account, running this software under another instance id: its
+    # order is at the venue, and neither the open-orders diff nor cancel_all may touch it.
+    foreign_id = own_ids(lab.venue, OTHER_INSTANCE).new(Side.SELL, PAIR)
+    world.place_for_us("SELL", "0.01", "95000", foreign_id)
     live = [world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D(p)) for p in ("48000", "48500", "49000")]
     for cid in live:
         await world.created(cid)
+    await world.conn.reconciler.run_once(full=True)  # the diff lists the foreign order: not adopted
+    assert world.conn.reconciler.counters.foreign >= 1
+    assert foreign_id not in world.conn.in_flight_orders()
     results = {r.client_order_id: r for r in await world.conn.cancel_all(5.0)}
     assert set(results) == {*live, phantom_id}
     assert all(results[cid].outcome is CancelOutcome.CANCELLED for cid in live)
@@ -70,7 +77,9 @@ async def test_cancel_all_reports_each_order_with_the_one_failure(lab: Lab) -> N
     for cid in live:
         assert world.rec.kinds(cid) == ["OrderCreated", "OrderCancelled"]
     assert not world.rec.of(TerminalOrderEvent, phantom_id)
-    assert world.sb.exchange.open_orders("demo", world.symbol) == []
+    open_orders = world.sb.exchange.open_orders("demo", world.symbol)
+    assert [(o.client_order_id, o.status) for o in open_orders] == [(foreign_id, OrderStatus.NEW)]
+    assert world.rec.kinds(foreign_id) == [] and foreign_id not in world.conn.in_flight_orders()
     await world.rec.until(lambda: world.balances_match() and world.conn.available_balance("USDT")
                           == world.conn.total_balance("USDT"))
 

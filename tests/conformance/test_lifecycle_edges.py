@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 from harness import INSTANCE, PAIR, WAIT, D, Lab, World
-from test_resilience import LIMIT
 
 from marketlink.core.enums import OrderType
 from marketlink.core.events import ConnectorStatusChanged, OrderFailed, OrderFilled, TerminalOrderEvent
@@ -48,10 +47,14 @@ async def test_orders_are_refused_from_the_moment_stop_begins(world: World) -> N
 
 
 async def test_a_ban_earned_by_reads_stops_trading_in_the_status_and_its_end_is_reported(lab: Lab) -> None:
-    sb = await lab.sandbox(options=lab.venue.small_limits(LIMIT, 1, 1_500))
+    plan = lab.venue.rate_limits  # its burst request is a read
+    if plan.ban_after is None:
+        pytest.skip(f"{lab.venue.name} does not ban an IP for its rate limits")
+    sb = await lab.sandbox(options=plan.sandbox_options(ban=True))
     world = await lab.world(sb, adopt_published_limits=False)
     conn = world.conn
-    outcomes = await asyncio.gather(*(conn.refresh_balances() for _ in range(16)), return_exceptions=True)
+    burst = (plan.request(conn) for _ in range(plan.burst))
+    outcomes = await asyncio.gather(*burst, return_exceptions=True)
     assert any(isinstance(r, IpBanned) for r in outcomes)
     # No order was placed: the ban alone must show.
     assert not conn.status()[TRADING_PART].ready and not conn.ready
@@ -127,3 +130,11 @@ async def test_an_order_declared_failed_that_the_venue_holds_is_cancelled_and_it
         await conn.reconciler.run_once(full=True)
     assert len(rec.of(OrderFilled, cid)) == 1
     assert conn.reconciler.counters.adopted == 0 and conn.reconciler.counters.resurfaced == 1
+
+
+async def test_stop_twice_is_harmless_even_when_asked_to_cancel(world: World) -> None:
+    cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    await world.created(cid)
+    [result] = await world.conn.stop(cancel_orders=True)
+    assert result.client_order_id == cid and result.success
+    assert await world.conn.stop(cancel_orders=True) == []

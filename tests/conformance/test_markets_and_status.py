@@ -3,8 +3,11 @@ last prices, reachability, and the status map it reports while starting."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
-from harness import DEMO, PAIR, TAKER, D, Lab, World
+from harness import DEMO, PAIR, TAKER, Corruption, D, Lab, World
 
 from marketlink.core.enums import OrderType
 from marketlink.core.errors import ConfigError, UnknownSymbol
@@ -49,6 +52,40 @@ async def test_rules_are_loaded_for_every_trading_market_and_others_are_skipped(
     with pytest.raises(ConfigError, match="ETH-BTC"):
         await halted.start(timeout=5)
     assert not halted.status()["symbols"].ready
+
+
+async def test_markets_the_venue_lists_unreadably_are_skipped_and_named(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    corrupted = {
+        "ETH-USDT": Corruption.NO_FILTERS,
+        "SOL-USDT": Corruption.BAD_TICK_SIZE,
+        "ETH-BTC": Corruption.NO_STATUS,
+    }
+    sb = await lab.sandbox((PAIR, *corrupted))
+    for pair, how in corrupted.items():
+        lab.venue.corrupt_market(sb, pair, how)
+    with caplog.at_level(logging.INFO, logger="marketlink.engine"):
+        world = await lab.world(sb, (PAIR,))
+    assert world.conn.ready
+    for pair in corrupted:
+        with pytest.raises(UnknownSymbol):
+            world.conn.trading_rule(pair)
+    # The connector says which markets it skipped (in its log), and only those.
+    found = (re.search(r"\bmarket (\S+) skipped\b", r.getMessage()) for r in caplog.records)
+    skipped = {m.group(1) for m in found if m is not None}
+    assert skipped == {lab.venue.symbol(pair) for pair in corrupted}
+    # The good market trades.
+    cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("50000"))
+    await world.created(cid)
+    world.taker("SELL", "0.01", "50000")
+    assert isinstance(await world.ended(cid), OrderCompleted)
+    # Asked for an unreadable market (or one the venue does not list), the start fails naming it.
+    for pairs, named in (((PAIR, "ETH-BTC"), "ETH-BTC"), ((PAIR, "NOPE-USDT"), "NOPE-USDT")):
+        refused = lab.connector(sb, pairs)
+        with pytest.raises(ConfigError, match=named):
+            await refused.start(timeout=5)
+        assert not refused.status()["symbols"].ready
 
 
 async def test_last_prices_are_the_venues_last_trades(lab: Lab) -> None:

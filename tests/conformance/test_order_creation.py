@@ -37,7 +37,8 @@ async def test_an_order_the_venue_refuses_fails_with_the_venues_reason(world: Wo
     intent = world.venue.venue_rejects(world.sb, PAIR)
     cid = world.place(intent)
     failed = await world.ended(cid)
-    assert isinstance(failed, OrderFailed) and failed.reason
+    assert isinstance(failed, OrderFailed) and failed.reason is not None
+    assert world.venue.rejection_reason in failed.reason  # the venue's words reach the strategy
     assert failed.executed_base == 0 and failed.missing_base == 0
     assert world.rec.kinds(cid) == ["OrderFailed"]
     assert cid not in world.conn.in_flight_orders()
@@ -83,7 +84,8 @@ async def test_a_placement_without_answer_that_the_venue_executed_settles_open(
     assert rec.kinds(cid) == ["OrderUnknown", "OrderCreated"]
     unknown: OrderUnknown = rec.of(OrderUnknown, cid)[0]
     assert unknown.reason is not None
-    venue = world.venue_order(cid)  # exactly one: never placed twice
+    venue = world.venue_order(cid)  # exactly one order...
+    assert world.placements_received(cid) == 1  # ... from one request: the placement was not sent again
     assert created.exchange_order_id == str(venue.order_id)
     assert world.conn.in_flight_orders()[cid].state is OrderState.OPEN
     assert world.conn.orders.counters.placed == 1 and world.conn.orders.counters.unknown == 1
@@ -101,7 +103,8 @@ async def test_a_placement_without_answer_that_never_reached_the_venue_settles_f
     assert isinstance(failed, OrderFailed) and failed.reason
     assert rec.kinds(cid) == ["OrderUnknown", "OrderFailed"]
     assert world.venue_orders(cid) == []
-    assert world.conn.orders.counters.placed == 1  # never sent again
+    assert world.conn.orders.counters.placed == 1  # never sent again, by the connector...
+    assert world.placements_received(cid) == 1  # ... nor by its HTTP client
     counters = world.conn.reconciler.counters
     assert counters.not_found == counters.not_found_too_early + world.conn.ctx.tracker.lost_after
     assert world.sb.faults.fired.get("rest_timeout") == 1

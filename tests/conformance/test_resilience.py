@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import pytest
 from harness import INSTANCE, PAIR, WAIT, D, Lab, World
 
 from marketlink.core.enums import OrderType
@@ -14,8 +15,6 @@ from marketlink.core.orders import InFlightOrder, OrderState
 from marketlink.engine.orders import TRADING_PART, CancelOutcome
 from marketlink.net.errors import IpBanned, RateLimited
 from marketlink.sandbox.faults import StreamKind
-
-MAX_TICKS = 200  # bound on ticking while waiting for the market flow to move a book
 
 
 async def test_dropped_stream_reconnects_resubscribes_and_reconciles_the_gap(lab: Lab) -> None:
@@ -48,33 +47,20 @@ async def test_dropped_stream_reconnects_resubscribes_and_reconciles_the_gap(lab
 
 
 async def test_book_gap_is_resynced_to_the_venues_book(lab: Lab) -> None:
-    sb = await lab.sandbox(flow=True, autotick=False)
-    world = await lab.world(sb)
-    symbol = world.symbol
-    resynced: list[BookResynced] = []
-    world.conn.bus.subscribe_callback(lambda e: resynced.append(e) if isinstance(e, BookResynced) else None)
-
-    async def tick_until_book_moves() -> None:
-        before = sb.exchange.depth(symbol, None).last_update_id
-        for _ in range(MAX_TICKS):
-            await sb.tick()
-            if sb.exchange.depth(symbol, None).last_update_id != before:
-                return
-        raise AssertionError(f"the book did not move in {MAX_TICKS} ticks")
-
-    await tick_until_book_moves()
+    other = "ETH-USDT"
+    sb = await lab.sandbox((PAIR, other), flow=True, autotick=False)
+    world = await lab.world(sb, (PAIR, other))
+    await world.tick_until_book_moves()
     await world.book_caught_up()
-    sb.faults.skip_update_ids(symbol, 1)
-    await tick_until_book_moves()  # this change is never sent
-    await tick_until_book_moves()  # the next one shows the gap
-    await world.rec.until(lambda: bool(resynced))
-    [event] = resynced
+    sb.faults.skip_update_ids(world.symbol, 1)
+    await world.tick_until_book_moves()  # this change is never sent
+    await world.tick_until_book_moves()  # the next one shows the gap
+    await world.rec.until(lambda: bool(world.rec.of(BookResynced)))
+    [event] = world.rec.of(BookResynced)
     assert event.trading_pair == PAIR and event.reason.startswith("gap")
-    await world.book_caught_up()
-    truth = sb.exchange.depth(symbol, None)
-    book = world.conn.book(PAIR)
-    assert book.update_id == truth.last_update_id
-    assert book.to_dict() == {"bids": dict(truth.bids), "asks": dict(truth.asks)}
+    await world.assert_books_are_the_venues()
+    # Only the book with the gap was fetched again.
+    assert world.conn.market_data.stats.resyncs == {PAIR: 1, other: 0}
     assert world.conn.ready
 
 
@@ -98,26 +84,21 @@ async def test_clock_skew_rejection_resyncs_time_and_then_succeeds(world: World)
     assert len(world.venue_orders(accepted)) == 1
 
 
-#: Request weight per second the venue allows in the rate-limit scenarios. The start fits in it.
-#: Sixteen account snapshots (weight 20 each) sent at once do not, however the burst falls on the
-#: venue's one-second windows: one window gets eight of them, 160, so two at least are refused.
-#: A window without refusals holds at most six of them, 120, which leaves room for 10 more.
-LIMIT = 130
-
-
-async def _burst(world: World, n: int) -> list[BaseException | None]:
-    """``n`` account snapshots at once (each one of the venue's heavier reads)."""
-    results = await asyncio.gather(*(world.conn.refresh_balances() for _ in range(n)), return_exceptions=True)
+async def _burst(world: World) -> list[BaseException | None]:
+    """The plan's burst: its many heavy requests at once (see harness.RateLimitPlan)."""
+    plan = world.venue.rate_limits
+    requests = (plan.request(world.conn) for _ in range(plan.burst))
+    results = await asyncio.gather(*requests, return_exceptions=True)
     return [r if isinstance(r, BaseException) else None for r in results]
 
 
 async def test_the_limits_the_venue_publishes_are_counted_and_keep_a_burst_within_them(lab: Lab) -> None:
-    sb = await lab.sandbox(options=lab.venue.small_limits(LIMIT, 100, 60_000))
+    plan = lab.venue.rate_limits
+    sb = await lab.sandbox(options=plan.sandbox_options(ban=False))
     world = await lab.world(sb)
     throttler = world.conn.ctx.throttler
-    pool, seconds = lab.venue.weight_window
-    assert (seconds, LIMIT) in throttler.windows(pool)  # a window the spec lacks, now counted
-    outcomes = await _burst(world, 16)
+    assert (plan.window, plan.limit) in throttler.windows(plan.pool)  # a window the spec lacks, now counted
+    outcomes = await _burst(world)
     # The connector's sliding window against the venue's fixed ones, a latency later, can still
     # be refused now and then; without the published limit most of this burst was (see below).
     assert sum(r is not None for r in outcomes) <= 1
@@ -125,29 +106,30 @@ async def test_the_limits_the_venue_publishes_are_counted_and_keep_a_burst_withi
 
 
 async def test_rate_limit_answer_backs_off_until_the_venue_admits_again(lab: Lab) -> None:
-    # The venue tolerates many refusals here: no ban.
-    sb = await lab.sandbox(options=lab.venue.small_limits(LIMIT, 100, 60_000))
+    plan = lab.venue.rate_limits
+    sb = await lab.sandbox(options=plan.sandbox_options(ban=False))  # refusals, but no ban
     # As if other processes shared this IP's weight: the connector keeps the spec's limits
     # rather than the small ones the venue publishes, so the venue has to push back.
     world = await lab.world(sb, adopt_published_limits=False)
     http = world.conn.ctx.http
-    first = await _burst(world, 16)
+    first = await _burst(world)
     refused = [r for r in first if r is not None]
     assert len(refused) >= 2 and all(isinstance(r, RateLimited) and r.retry_after for r in refused)
     assert http.stats.errors["RateLimited"] == len(refused)
     # Sent at once right after, these wait out the back-off (past the refusing window) and are
-    # all admitted: had they gone at once they would have been refused in the full window.
-    second = await asyncio.gather(world.conn.last_prices(), world.conn.last_prices())
-    assert second[0] == second[1] == {}
+    # both admitted: the refusing window has no room left for them.
+    await asyncio.gather(plan.request(world.conn), plan.request(world.conn))
     assert http.stats.errors["RateLimited"] == len(refused) and http.stats.errors["IpBanned"] == 0
 
 
 async def test_ban_refuses_orders_while_market_data_goes_on(lab: Lab) -> None:
-    # One refusal tolerated: the second in a window bans the IP for a moment.
-    sb = await lab.sandbox(options=lab.venue.small_limits(LIMIT, 1, 1_500))
+    plan = lab.venue.rate_limits
+    if plan.ban_after is None:
+        pytest.skip(f"{lab.venue.name} does not ban an IP for its rate limits")
+    sb = await lab.sandbox(options=plan.sandbox_options(ban=True))  # banned for a moment
     world = await lab.world(sb, adopt_published_limits=False)  # (as above)
     conn = world.conn
-    outcomes = await _burst(world, 16)
+    outcomes = await _burst(world)
     assert any(isinstance(r, IpBanned) for r in outcomes)
     assert conn.ctx.throttler.banned_until is not None
     cid = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))

@@ -79,6 +79,9 @@ class TradingRule:
     supports_market_orders: bool = True
     supports_limit_maker_orders: bool = True
     apply_min_notional_to_market: bool = True
+    #: Whether ``max_notional`` binds market orders; ``None``: as ``apply_min_notional_to_market``
+    #: (one switch for both, as before Binance split its NOTIONAL filter's flags).
+    apply_max_notional_to_market: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "step_size"):
@@ -161,15 +164,22 @@ class TradingRule:
                 "tick_size", price, self.tick_size,
                 f"{pair}: price {price} not a multiple of {self.tick_size}",
             )
-        if price is None or (order_type is OrderType.MARKET and not self.apply_min_notional_to_market):
+        if price is None:
+            return None
+        judge_min = judge_max = True
+        if order_type is OrderType.MARKET:
+            judge_min = self.apply_min_notional_to_market
+            apply_max = self.apply_max_notional_to_market
+            judge_max = judge_min if apply_max is None else apply_max
+        if not (judge_min or judge_max):
             return None
         notional = exact_mul(amount, price)
-        if notional < self.min_notional:
+        if judge_min and notional < self.min_notional:
             return RuleViolation(
                 "min_notional", notional, self.min_notional,
                 f"{pair}: notional {notional} < minimum {self.min_notional}",
             )
-        if self.max_notional is not None and notional > self.max_notional:
+        if judge_max and self.max_notional is not None and notional > self.max_notional:
             return RuleViolation(
                 "max_notional", notional, self.max_notional,
                 f"{pair}: notional {notional} > maximum {self.max_notional}",

@@ -246,7 +246,9 @@ class SpotConnector:
             raise ConfigError(f"{self.name}: unknown or not trading pairs: {', '.join(missing)}")
         ctx.markets.symbols = symbols
         ctx.markets.rules = info.rules
-        ctx.status.ok("symbols", f"{len(symbols)} symbols")
+        ctx.markets.skipped = dict(info.skipped)
+        skipped = f", {len(info.skipped)} skipped (skipped_markets())" if info.skipped else ""
+        ctx.status.ok("symbols", f"{len(symbols)} symbols{skipped}")
         ctx.status.ok("trading_rules", f"{len(info.rules)} rules")
 
     def _adopt_limits(self, published: list[PublishedLimit]) -> None:
@@ -351,6 +353,11 @@ class SpotConnector:
         return await self.orders.cancel_all(timeout)
 
     # -- queries for strategies ------------------------------------------------------------------
+
+    def skipped_markets(self) -> dict[str, str]:
+        """Venue symbols the market list held but we left out, each with why: not trading, or
+        unreadable (a missing filter, a bad tick). A pair you expected and cannot trade is here."""
+        return dict(self.ctx.markets.skipped)
 
     def book(self, trading_pair: str) -> OrderBook:
         return self.market_data.book(trading_pair)

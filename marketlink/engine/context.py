@@ -76,6 +76,8 @@ class Markets:
 
     symbols: SymbolMap
     rules: dict[str, TradingRule] = field(default_factory=dict)
+    #: Venue symbols left out of the market list, with why (not trading, or unreadable).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def rule(self, pair: str) -> TradingRule:
         try:

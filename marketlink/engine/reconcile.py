@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 STATUS_PART = "reconcile"
 #: Trade-history fetches for fills a terminal report promised, before giving up on them.
 FILL_FETCH_TRIES = 3
+#: Pages of one order's trade history fetched in one go (100,000 fills on Binance): a bound, so a
+#: venue that always answers a full page cannot keep one pass going forever.
+MAX_TRADE_PAGES = 100
 #: Requests of one pass in flight at once (the throttler still spaces them by weight).
 CONCURRENCY = 8
 
@@ -272,14 +275,27 @@ class Reconciler:
         cid = order.client_order_id
         assert order.exchange_order_id is not None
         self.counters.fill_fetches += 1
-        try:
-            request = ctx.codec.order_trades_request(ctx.symbol(order.trading_pair), order.exchange_order_id)
-            trades = ctx.codec.parse_trades(await ctx.http.request(request), ctx.markets.symbols)
-        except Exception as exc:
-            self.counters.errors += 1
-            log.info("%s: trade history of %s failed: %s", ctx.venue.name, cid, exc)
-            return False
-        self._orders.apply_updates(trades)
+        codec = ctx.codec
+        symbol = ctx.symbol(order.trading_pair)
+        after: str | None = None
+        # Page by page, each applied as it comes (a later failure keeps what was fetched): an
+        # order can have more fills than one page holds (Binance: 1000), and stopping at the
+        # first page would leave the rest missing for good.
+        for _ in range(MAX_TRADE_PAGES):
+            try:
+                request = codec.order_trades_request(symbol, order.exchange_order_id, after)
+                page = codec.parse_trades(await ctx.http.request(request), ctx.markets.symbols)
+            except Exception as exc:
+                self.counters.errors += 1
+                log.info("%s: trade history of %s failed: %s", ctx.venue.name, cid, exc)
+                return False
+            self._orders.apply_updates(page)
+            after = codec.next_trades_from(page)
+            if after is None:
+                break
+        else:
+            log.warning("%s: %s has more than %d pages of fills: the rest waits for the next pass",
+                        ctx.venue.name, cid, MAX_TRADE_PAGES)
         if cid in ctx.tracker.held and order.missing_fill:
             tries = self._fill_tries[cid] = self._fill_tries.get(cid, 0) + 1
             if tries >= FILL_FETCH_TRIES:

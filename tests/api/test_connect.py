@@ -185,10 +185,13 @@ def test_where_it_connects_follows_domain_or_endpoints() -> None:
     eps = Endpoints("http://127.0.0.1:1", "ws://127.0.0.1:1", "ws://127.0.0.1:1/ws-api/v3")
     own = connect("binance", iter(["ETH-BTC"]), endpoints=eps, config=ConnectorConfig(client_id_prefix="zz"))
     assert own.connector.ctx.endpoints is eps and own.connector.config.client_id_prefix == "zz"
-    # The venue's own client id alphabet applies: Binance takes "." and ":" in an id.
-    dotted = connect("binance", ["BTC-USDT"], endpoints=eps, config=ConnectorConfig(client_id_prefix="m.l:"))
-    cid = dotted.connector.client_ids.new(Side.BUY, "BTC-USDT")
-    assert cid.startswith("m.l:") and dotted.connector.client_ids.owns(cid)
+    # The venue's own client id alphabet applies: Binance Spot takes "-" and "_", not "." or ":"
+    # (those are USD-M's), and a prefix it would refuse is a mistake caught before any order.
+    dashed = connect("binance", ["BTC-USDT"], endpoints=eps, config=ConnectorConfig(client_id_prefix="m_l-"))
+    cid = dashed.connector.client_ids.new(Side.BUY, "BTC-USDT")
+    assert cid.startswith("m_l-") and dashed.connector.client_ids.owns(cid)
+    with pytest.raises(ConfigError, match="refuses"):
+        connect("binance", ["BTC-USDT"], endpoints=eps, config=ConnectorConfig(client_id_prefix="m.l:"))
 
 
 def test_an_ed25519_key_is_used_for_signing() -> None:

@@ -75,6 +75,10 @@ async def test_markets_the_venue_lists_unreadably_are_skipped_and_named(
     found = (re.search(r"\bmarket (\S+) skipped\b", r.getMessage()) for r in caplog.records)
     skipped = {m.group(1) for m in found if m is not None}
     assert skipped == {lab.venue.symbol(pair) for pair in corrupted}
+    # ... and in its API, each with the reason, and in the status detail.
+    assert set(world.conn.skipped_markets()) == skipped
+    assert all(why for why in world.conn.skipped_markets().values())
+    assert f"{len(skipped)} skipped" in world.conn.status()["symbols"].detail
     # The good market trades.
     cid = world.conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("50000"))
     await world.created(cid)

@@ -93,11 +93,21 @@ class FakeCodec:
     def parse_open_orders(self, payload: Any, symbols: Mapping[str, str]) -> list[VenueOrder]:
         return list(payload)
 
-    def order_trades_request(self, symbol: str, exchange_order_id: str) -> RestRequest:
-        return RestRequest("GET", TRADES, {"symbol": symbol, "xid": exchange_order_id})
+    #: Pages of the trade history: a page this long has a successor (trade ids count up from 1).
+    trades_page_size = 3
+
+    def order_trades_request(
+        self, symbol: str, exchange_order_id: str, from_trade_id: str | None = None
+    ) -> RestRequest:
+        return RestRequest("GET", TRADES, {"symbol": symbol, "xid": exchange_order_id, "from": from_trade_id})
 
     def parse_trades(self, payload: Any, symbols: Mapping[str, str]) -> list[TradeUpdate]:
         return list(payload)
+
+    def next_trades_from(self, page: Sequence[TradeUpdate]) -> str | None:
+        if len(page) < self.trades_page_size:
+            return None
+        return page[-1].trade_id + "+"
 
     def balances_request(self) -> RestRequest:
         return RestRequest("GET", ACCOUNT)

@@ -36,7 +36,7 @@ from marketlink.core.market import Balance, BalanceUpdate
 from marketlink.core.orders import OrderState
 from marketlink.engine.context import ConnectorConfig
 from marketlink.engine.orders import OrderManager
-from marketlink.engine.reconcile import FILL_FETCH_TRIES, STATUS_PART, Reconciler
+from marketlink.engine.reconcile import FILL_FETCH_TRIES, MAX_TRADE_PAGES, STATUS_PART, Reconciler
 from marketlink.net.errors import OrderNotFound, RequestTimeout, ServerError
 from marketlink.net.http import RestRequest
 from marketlink.net.throttler import Cost
@@ -425,3 +425,36 @@ async def test_open_orders_are_listed_in_one_request_when_that_weighs_less(
         assert symbols == sorted(p.replace("-", "") for p in pairs)
     assert w.rec.counters.foreign == (0 if requests == 1 else n_pairs)
     await w.stop()
+
+
+async def test_fills_are_recovered_across_pages_of_the_trade_history(h: Harness) -> None:
+    w = World(h)
+    cid = await w.open_order()
+    pages = {
+        None: [trade("t1", "0.1"), trade("t2", "0.1"), trade("t3", "0.1")],
+        "t3+": [trade("t4", "0.2"), trade("t5", "0.2"), trade("t6", "0.2")],
+        "t6+": [trade("t7", "0.1")],
+    }
+    h.http.on(TRADES, lambda req: pages[req.params["from"]])  # type: ignore[attr-defined]
+    h.http.answer(STATUS, venue_order(cid, state=S.FILLED, executed="1"))
+    h.http.on(OPEN, listing())
+    assert await w.rec.run_once(full=False)
+    assert [r.params["from"] for r in h.http.sent(TRADES)] == [None, "t3+", "t6+"]  # type: ignore[attr-defined]
+    assert h.kinds(cid) == ["OrderCreated", *["OrderFilled"] * 7, "OrderCompleted"]
+    assert h.of(OrderCompleted, cid)[0].missing_base == 0
+
+
+async def test_a_trade_history_that_never_ends_is_cut_at_the_page_bound(h: Harness) -> None:
+    w = World(h)
+    cid = await w.open_order()
+    counter = iter(range(10**6))
+
+    def endless(req: object) -> list[object]:
+        return [trade(f"t{next(counter)}", "0.0001") for _ in range(3)]
+
+    h.http.on(TRADES, endless)
+    h.http.answer(STATUS, venue_order(cid, state=S.FILLED, executed="1"))
+    h.http.on(OPEN, listing())
+    await w.rec.run_once(full=False)
+    assert len(h.http.sent(TRADES)) == MAX_TRADE_PAGES
+    assert h.of(OrderCompleted, cid) == []  # still held: the fills fall short

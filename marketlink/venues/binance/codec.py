@@ -13,16 +13,17 @@ stream is the WebSocket API's ``userDataStream.subscribe.signature``; its events
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal, DecimalException, DivisionByZero, Inexact, InvalidOperation, Overflow
 from typing import Any, Final, TypeVar
 
 import msgspec
 
 from marketlink.core.enums import OrderType, Side, TimeInForce
-from marketlink.core.errors import MarketlinkError
+from marketlink.core.errors import ConfigError, MarketlinkError
 from marketlink.core.fees import FeeKind, TradeFee
 from marketlink.core.market import (
     Balance,
@@ -71,7 +72,12 @@ from marketlink.venues.binance.spec import (
 )
 
 _T = TypeVar("_T")
-_EXACT = Context(prec=100)  # free + locked of 8-decimal amounts: never rounded
+# free + locked: exact or refused. Inexact (more than 100 digits) and Overflow raise instead of
+# rounding or answering Infinity; _total turns them into MalformedMessage.
+_EXACT = Context(prec=100, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+#: The most trades one myTrades request returns (rest-api.md: "Default 500; max 1000"); the
+#: weight is the same (5 with ``orderId``) whatever the limit, so we always ask for the most.
+MAX_TRADES_PAGE: Final = 1_000
 
 # -- enum tables (venue -> ours; reverses derived, first spelling wins) -------------------------
 ORDER_STATUS: Final = {
@@ -95,15 +101,21 @@ SIDE_OF: Final = {ours: theirs for theirs, ours in SIDES.items()}
 TIME_IN_FORCE: Final = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
 TIF_OF: Final = {ours: theirs for theirs, ours in TIME_IN_FORCE.items()}
 
-# -- errors: by HTTP status and code; see classify_error for -1013 and -2010 ----------------------
+# -- errors: by HTTP status and code; see _error for -1013, -2010 and -2011 ---------------------
+# ServerError means "the outcome is unknown": an order request that gets one is queried, never
+# marked FAILED. Texts from binance-spot-api-docs errors.md (last updated 2025-01-09).
 ERROR_CODES: Final[Mapping[int, type[VenueError]]] = {
+    -1000: ServerError,  # UNKNOWN: "An unknown error occurred while processing the request."
+    -1001: ServerError,  # DISCONNECTED: "Internal error; unable to process your request. Please try again."
     -1002: AuthError,  # UNAUTHORIZED
     -1003: RateLimited,  # TOO_MANY_REQUESTS
-    -1007: ServerError,  # TIMEOUT: execution status unknown
+    -1006: ServerError,  # UNEXPECTED_RESP: "An unexpected response ... Execution status unknown."
+    -1007: ServerError,  # TIMEOUT: "... Send status unknown; execution status unknown."
+    -1008: ServerError,  # SERVER_BUSY: "Server is currently overloaded with other requests. ..."
     -1015: RateLimited,  # TOO_MANY_ORDERS
     -1021: ClockSkew,  # INVALID_TIMESTAMP
     -1022: AuthError,  # INVALID_SIGNATURE
-    -2011: OrderNotFound,  # CANCEL_REJECTED: "Unknown order sent." (we send no cancelRestrictions)
+    # -2010 and -2011 are read by message in _error.
     -2013: OrderNotFound,  # NO_SUCH_ORDER
     -2014: AuthError,  # BAD_API_KEY_FMT
     -2015: AuthError,  # REJECTED_MBX_KEY
@@ -121,6 +133,9 @@ _DEPTH_MARK_BYTES: Final = _DEPTH_MARK.encode()
 
 #: exchangeInfo's ``interval`` names, in seconds.
 _INTERVAL_SECONDS: Final = {"SECOND": 1, "MINUTE": 60, "HOUR": 3_600, "DAY": 86_400}
+#: Bounds of a published window: a year of days, and a count a float holds exactly.
+_MAX_INTERVALS: Final = 366
+_MAX_COUNT: Final = 2**53
 
 
 def _published_limit(entry: s.RateLimitEntry) -> PublishedLimit:
@@ -130,6 +145,9 @@ def _published_limit(entry: s.RateLimitEntry) -> PublishedLimit:
         raise _malformed(f"interval: unknown {entry.interval!r}")
     if entry.intervalNum < 1 or entry.limit < 1:
         raise _malformed(f"intervalNum and limit must be >= 1, got {entry.intervalNum}, {entry.limit}")
+    if entry.intervalNum > _MAX_INTERVALS or entry.limit > _MAX_COUNT:  # float() would overflow
+        raise _malformed(f"intervalNum or limit out of range: {str(entry.intervalNum)[:40]}, "
+                         f"{str(entry.limit)[:40]}")
     return PublishedLimit(entry.rateLimitType, float(unit * entry.intervalNum), entry.limit)
 
 
@@ -155,14 +173,25 @@ def _core(what: str) -> Iterator[None]:
         raise _malformed(f"{what}: {exc}") from None
 
 
-def _dec(text: str, name: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise _malformed(f"{name}: not a number: {text!r}") from None
-    if not value.is_finite():
-        raise _malformed(f"{name}: not a finite number: {text!r}")
+def _dec(text: str, name: str, *, positive: bool = False) -> Decimal:
+    """Every number Binance sends us: plain ASCII digits with at most one ".", the rule of the
+    book's ``size_is_zero``. Python's Decimal syntax is wider than Binance's ("-5", " 1 ", "1_000",
+    "1E+1000000", "NaN"); none of these is a quantity, price or balance Binance would write, so
+    each is a malformed payload rather than a value. No sign means no negative amount can enter.
+    ``positive`` refuses zero too (a limit price, a book ticker's price)."""
+    if not (isinstance(text, str) and text.isascii() and text.replace(".", "", 1).isdigit()):
+        raise _malformed(f"{name}: not a plain decimal: {text!r:.40}")
+    value = Decimal(text)
+    if positive and not value:
+        raise _malformed(f"{name}: must be positive, got {text!r}")
     return value
+
+
+def _total(free: Decimal, locked: Decimal, name: str) -> Decimal:
+    try:
+        return _EXACT.add(free, locked)
+    except DecimalException:
+        raise _malformed(f"{name}: free + locked does not fit {_EXACT.prec} exact digits") from None
 
 
 def _pair(symbols: Mapping[str, str], symbol: str) -> str:
@@ -180,6 +209,7 @@ def _lookup(table: Mapping[str, _T], value: str, name: str) -> _T:
 
 
 def _seconds(ms: int) -> float:
+    # Safe: every time field is a schemas.Millis, bounded to [0, 2**53] when it was validated.
     return ms / 1000
 
 
@@ -187,12 +217,23 @@ def _fee(asset: str | None, amount: Decimal, pair: str, side: Side) -> TradeFee:
     """Binance takes a fill's fee from what it delivers, unless paid in another asset (BNB)."""
     base, quote = split_pair(pair)
     received = base if side is Side.BUY else quote
-    if asset is None:  # no commission asset: only a zero commission makes sense
+    if not asset:  # no commission asset (null or ""): only a zero commission makes sense
         if amount != 0:
             raise _malformed("N: commission without a commission asset")
         return TradeFee(kind=FeeKind.ADDED_TO_COST)
     kind = FeeKind.DEDUCTED_FROM_RETURNS if asset == received else FeeKind.ADDED_TO_COST
     return TradeFee.reported(asset, amount, kind)
+
+
+def _top(price: str, size: str, name: str) -> tuple[Decimal | None, Decimal | None]:
+    """One side of a book ticker. A price must be positive; zero price and size together say
+    the side is empty (nothing to quote), anything else with a zero price is malformed."""
+    p, q = _dec(price, name), _dec(size, name.upper())
+    if not p:
+        if q:
+            raise _malformed(f"{name}: must be positive, got {price!r}")
+        return None, None
+    return p, q
 
 
 def _request(name: str, params: Mapping[str, ParamValue | None] | None = None, *, signed: bool = False,
@@ -223,10 +264,14 @@ def _rule(sym: s.Symbol, pair: str) -> TradingRule:
         raise _malformed("PRICE_FILTER.tickSize and LOT_SIZE.stepSize are required")
     lot_min = num("LOT_SIZE", "minQty") or Decimal(0)
     lot_max = num("LOT_SIZE", "maxQty")
-    # LOT_SIZE binds market orders too; MARKET_LOT_SIZE narrows it further.
+    # A MARKET order must pass LOT_SIZE and MARKET_LOT_SIZE both (filters.md): the larger minimum,
+    # the smaller maximum, and a quantity on both steps, i.e. on their least common multiple.
     mkt_min, mkt_max = num("MARKET_LOT_SIZE", "minQty"), num("MARKET_LOT_SIZE", "maxQty")
+    mkt_step = num("MARKET_LOT_SIZE", "stepSize")
+    # NOTIONAL has applyMinToMarket and applyMaxToMarket; the older MIN_NOTIONAL has applyToMarket.
     notional = "NOTIONAL" if "NOTIONAL" in f else "MIN_NOTIONAL"
-    apply_to_market = f.get(notional, {}).get("applyMinToMarket", f.get(notional, {}).get("applyToMarket"))
+    nf = f.get(notional, {})
+    apply_min = nf.get("applyMinToMarket", nf.get("applyToMarket"))
     return TradingRule(
         trading_pair=pair,
         tick_size=tick,
@@ -235,14 +280,27 @@ def _rule(sym: s.Symbol, pair: str) -> TradingRule:
         max_order_size=lot_max,
         min_notional=num(notional, "minNotional") or Decimal(0),
         max_notional=num(notional, "maxNotional"),
-        market_step_size=num("MARKET_LOT_SIZE", "stepSize"),
+        market_step_size=None if mkt_step is None else _common_step(step, mkt_step),
         market_min_order_size=max(lot_min, mkt_min) if mkt_min is not None else None,
         market_max_order_size=mkt_max if lot_max is None or mkt_max is None else min(lot_max, mkt_max),
         supports_limit_orders="LIMIT" in sym.orderTypes,
         supports_market_orders="MARKET" in sym.orderTypes,
         supports_limit_maker_orders="LIMIT_MAKER" in sym.orderTypes,
-        apply_min_notional_to_market=apply_to_market is not False,
+        apply_min_notional_to_market=apply_min is not False,
+        apply_max_notional_to_market=nf.get("applyMaxToMarket") is not False,
     )
+
+
+def _common_step(a: Decimal, b: Decimal) -> Decimal:
+    """The least common multiple of two positive steps, exactly: for reduced fractions it is
+    lcm(numerators) / gcd(denominators), and that denominator divides a power of ten."""
+    an, ad = a.as_integer_ratio()
+    bn, bd = b.as_integer_ratio()
+    num, den = math.lcm(an, bn), math.gcd(ad, bd)
+    places = 0
+    while 10**places % den:
+        places += 1
+    return Decimal(f"{num * (10**places // den)}E-{places}")
 
 
 def _market(sym: s.Symbol) -> tuple[str, TradingRule]:
@@ -264,7 +322,7 @@ def _venue_order(o: s.Order, symbols: Mapping[str, str]) -> VenueOrder:
         side=_lookup(SIDES, o.side, "side"),
         order_type=order_type,
         amount=_dec(o.origQty, "origQty"),
-        price=None if order_type is OrderType.MARKET else _dec(o.price, "price"),
+        price=None if order_type is OrderType.MARKET else _dec(o.price, "price", positive=True),
         executed=_dec(o.executedQty, "executedQty"),
         state=_lookup(ORDER_STATUS, o.status, "status"),
         timestamp=_seconds(when),
@@ -274,7 +332,21 @@ def _venue_order(o: s.Order, symbols: Mapping[str, str]) -> VenueOrder:
 
 
 class BinanceSpotCodec:
-    """The ``SpotCodec`` of Binance Spot. Stateless: one instance serves every connector."""
+    """The ``SpotCodec`` of Binance Spot. Stateless: one instance serves every connector.
+
+    ``trades_page_size`` is the ``limit`` of a myTrades page (1..1000; tests page with less).
+    """
+
+    trades_page_size: int = MAX_TRADES_PAGE
+
+    def __init__(self, *, trades_page_size: int = MAX_TRADES_PAGE) -> None:
+        if isinstance(trades_page_size, bool) or not isinstance(trades_page_size, int) or not (
+            1 <= trades_page_size <= MAX_TRADES_PAGE
+        ):
+            raise ConfigError(
+                f"{NAME}: trades_page_size must be 1..{MAX_TRADES_PAGE}, got {trades_page_size!r}"
+            )
+        self.trades_page_size = trades_page_size
 
     # -- time and markets -----------------------------------------------------------------------
     def ping_request(self) -> RestRequest:
@@ -384,9 +456,9 @@ class BinanceSpotCodec:
             )
         if event is None and "u" in data and "s" in data:
             b = _convert(data, s.BookTicker)
-            return BookTicker(
-                _pair(symbols, b.s), _dec(b.b, "b"), _dec(b.B, "B"), _dec(b.a, "a"), _dec(b.A, "A"), b.u
-            )
+            bid, bid_size = _top(b.b, b.B, "b")
+            ask, ask_size = _top(b.a, b.A, "a")
+            return BookTicker(_pair(symbols, b.s), bid, bid_size, ask, ask_size, b.u)
         if event == "serverShutdown" or ("result" in data and "id" in data):
             return None  # the server closes the socket itself; a (un)subscribe acknowledgement
         if isinstance(data.get("code"), int):
@@ -471,8 +543,37 @@ class BinanceSpotCodec:
         orders = _convert(payload, list[s.Order])
         return [_venue_order(o, symbols) for o in orders if o.type in ORDER_TYPES and o.symbol in symbols]
 
-    def order_trades_request(self, symbol: str, exchange_order_id: str) -> RestRequest:
-        return _request("my_trades", {"symbol": symbol, "orderId": exchange_order_id}, signed=True)
+    def order_trades_request(
+        self, symbol: str, exchange_order_id: str, from_trade_id: str | None = None
+    ) -> RestRequest:
+        """One page of an order's fills: ``trades_page_size`` of them, oldest first, from the
+        trade id ``from_trade_id`` on (``None``: from the order's first fill).
+
+        Binance's rules (binance-spot-api-docs rest-api.md, "Account trade list"): ``symbol +
+        orderId + fromId`` is one of the supported parameter combinations (``startTime`` and
+        ``endTime`` may not join ``orderId``); "If ``fromId`` is set, it will get trades >= that
+        ``fromId``. Otherwise most recent trades are returned", in ascending order; ``limit`` is
+        "Default 500; max 1000". So ``fromId`` is inclusive, and a request without it would hand a
+        5000-fill order's *last* 1000 fills, after which no ``fromId`` finds the first 4000: we
+        always send one, ``0`` for the first page. The next page starts at
+        ``next_trades_from(page)``.
+        """
+        start = "0" if from_trade_id is None else from_trade_id
+        if not (start.isascii() and start.isdigit()):
+            raise ValueError(f"{NAME}: from_trade_id must be a trade id (digits), got {from_trade_id!r}")
+        params: dict[str, ParamValue | None] = {
+            "symbol": symbol, "orderId": exchange_order_id, "fromId": start, "limit": self.trades_page_size,
+        }
+        return _request("my_trades", params, signed=True)
+
+    def next_trades_from(self, page: Sequence[TradeUpdate]) -> str | None:
+        """The ``from_trade_id`` of the page after ``page`` (from ``parse_trades``), or ``None``
+        when ``page`` was the last one: a page shorter than ``trades_page_size`` ends the list.
+        Trade ids are integers, and ``fromId`` includes its own, so the next page starts one
+        above the highest id seen."""
+        if len(page) < self.trades_page_size:
+            return None
+        return str(max(int(t.trade_id) for t in page) + 1)
 
     def parse_trades(self, payload: Any, symbols: Mapping[str, str]) -> list[TradeUpdate]:
         out = []
@@ -496,11 +597,11 @@ class BinanceSpotCodec:
     def parse_balances(self, payload: Any) -> BalanceUpdate:
         """A complete snapshot: zero balances are omitted by request, so a missing asset is zero."""
         a = _convert(payload, s.Account)
-        balances = tuple(
-            Balance(b.asset, _EXACT.add(_dec(b.free, "free"), _dec(b.locked, "locked")), _dec(b.free, "free"))
-            for b in a.balances
-        )
-        return BalanceUpdate(balances, _seconds(a.updateTime), complete=True)
+        balances = []
+        for b in a.balances:
+            free = _dec(b.free, "free")
+            balances.append(Balance(b.asset, _total(free, _dec(b.locked, "locked"), b.asset), free))
+        return BalanceUpdate(tuple(balances), _seconds(a.updateTime), complete=True)
 
     # -- private stream -------------------------------------------------------------------------
     def user_stream_url(self, endpoints: Endpoints) -> str:
@@ -538,10 +639,11 @@ class BinanceSpotCodec:
             return self._execution_report(_convert(event, s.ExecutionReport), symbols)
         if kind == "outboundAccountPosition":
             p = _convert(event, s.AccountPosition)
-            balances = tuple(
-                Balance(b.a, _EXACT.add(_dec(b.f, "f"), _dec(b.locked, "l")), _dec(b.f, "f")) for b in p.B
-            )
-            return [BalanceUpdate(balances, _seconds(p.u))]
+            balances = []
+            for b in p.B:
+                free = _dec(b.f, "f")
+                balances.append(Balance(b.a, _total(free, _dec(b.locked, "l"), b.a), free))
+            return [BalanceUpdate(tuple(balances), _seconds(p.u))]
         return []
 
     def _execution_report(
@@ -551,9 +653,9 @@ class BinanceSpotCodec:
         if pair is None:
             return []  # a market we do not map holds none of our orders
         client = r.C if r.x == "CANCELED" and r.C else r.c
+        side = _lookup(SIDES, r.S, "S")  # checked on every report: a garbled one is not trusted
         out: list[OrderUpdate | TradeUpdate | BalanceUpdate] = []
         if r.x == "TRADE":
-            side = _lookup(SIDES, r.S, "S")
             with _core("executionReport"):
                 out.append(TradeUpdate(
                     trade_id=str(r.t), client_order_id=client, exchange_order_id=str(r.i), trading_pair=pair,
@@ -589,20 +691,25 @@ class BinanceSpotCodec:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, or ``None`` when absent or not a finite non-negative number ("inf" and
+    "nan" parse as floats, and a throttler cannot wait for either)."""
     for name, value in headers.items():
         if name.lower() == "retry-after":
             try:
-                return float(value)
+                seconds = float(value)
             except ValueError:
                 return None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
     return None
 
 
 def _error(status: int, headers: Mapping[str, str], payload: Any) -> VenueError:
-    """By HTTP status and Binance's code, never by message text, with one exception: -2010
-    (NEW_ORDER_REJECTED) covers insufficient balance, a duplicate client id, a LIMIT_MAKER that
-    would take and more, and Binance gives nothing but its ``msg`` to tell them apart. -1013's
-    ``msg`` names the filter that failed (``Filter failure: LOT_SIZE``), kept as ``rule``."""
+    """By HTTP status and Binance's code, never by message text, with two exceptions: -2010
+    (NEW_ORDER_REJECTED) and -2011 (CANCEL_REJECTED) carry the matching engine's messages
+    (errors.md: insufficient balance, a duplicate client id, a LIMIT_MAKER that would take,
+    "This account may not place or cancel orders.", "Unknown order sent." and more), and Binance
+    gives nothing but its ``msg`` to tell them apart. -1013's ``msg`` names the filter that
+    failed (``Filter failure: LOT_SIZE``), kept as ``rule``."""
     body = payload if isinstance(payload, dict) else {}
     code = body.get("code") if isinstance(body.get("code"), int) else None
     text = body.get("msg")
@@ -624,6 +731,10 @@ def _error(status: int, headers: Mapping[str, str], payload: Any) -> VenueError:
         if "duplicate order" in lowered:
             return DuplicateOrder(msg, **where)
         return Rejected(msg, **where)  # would take, market closed, ...
+    if code == -2011:  # only "Unknown order sent." says the order is not there
+        if "unknown order sent" in msg.lower():
+            return OrderNotFound(msg, **where)
+        return Rejected(msg, **where)  # "This account may not place or cancel orders.", ...
     kind = ERROR_CODES.get(code, Rejected) if code is not None else Rejected
     if kind is RateLimited:
         return RateLimited(msg, retry_after=_retry_after(headers), **where)

@@ -9,15 +9,22 @@ The codec then turns each struct into core values. Unknown fields are ignored (B
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Final
 
 import msgspec
 
 Level = tuple[str, str]  # [price, quantity]
 
+#: Largest millisecond time we accept: 2**53, beyond any real date and still exact as a float.
+MAX_MS: Final = 2**53
+#: A time in milliseconds. Bounded here, at decode time and at no cost to the hot path, so that
+#: ``ms / 1000`` can never overflow (a 400-digit integer is valid JSON) nor produce a date
+#: from before 1970; a value outside fails validation like any wrong type.
+Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_MS)]
+
 
 class ServerTime(msgspec.Struct, frozen=True):
-    serverTime: int
+    serverTime: Millis
 
 
 class RateLimitEntry(msgspec.Struct, frozen=True):  # one entry of exchangeInfo.rateLimits
@@ -51,7 +58,7 @@ class Depth(msgspec.Struct, frozen=True):  # GET /api/v3/depth
 # gc=False on the two depth structs: one of each per depth message, holding only ints, strings and
 # level lists that never point back, so the collector need not track them (3 % of a decode).
 class DepthUpdate(msgspec.Struct, frozen=True, gc=False):  # <symbol>@depth[@100ms]
-    E: int  # event time
+    E: Millis  # event time
     s: str
     U: int  # first update id in the event
     u: int  # final update id in the event
@@ -69,7 +76,7 @@ class Trade(msgspec.Struct, frozen=True):  # <symbol>@trade
     t: int  # trade id
     p: str
     q: str
-    T: int  # trade time
+    T: Millis  # trade time
     m: bool  # the buyer is the maker: the taker sold
 
 
@@ -103,8 +110,8 @@ class Order(msgspec.Struct, frozen=True):  # order placement (RESULT/FULL), canc
     side: str
     timeInForce: str = "GTC"
     origClientOrderId: str | None = None  # cancel only: the canceled order's id
-    transactTime: int | None = None  # placement, cancel
-    updateTime: int | None = None  # query, open orders
+    transactTime: Millis | None = None  # placement, cancel
+    updateTime: Millis | None = None  # query, open orders
     fills: list[Fill] = []
 
 
@@ -117,7 +124,7 @@ class MyTrade(msgspec.Struct, frozen=True):  # GET /api/v3/myTrades
     quoteQty: str
     commission: str
     commissionAsset: str
-    time: int
+    time: Millis
     isBuyer: bool
     isMaker: bool
 
@@ -129,7 +136,7 @@ class AssetBalance(msgspec.Struct, frozen=True):
 
 
 class Account(msgspec.Struct, frozen=True):  # GET /api/v3/account
-    updateTime: int
+    updateTime: Millis
     balances: list[AssetBalance]
 
 
@@ -145,7 +152,7 @@ class ExecutionReport(msgspec.Struct, frozen=True):  # user stream
     z: str  # cumulative filled quantity
     L: str  # last executed price
     n: str  # commission of this fill
-    T: int  # transaction time
+    T: Millis  # transaction time
     t: int  # trade id (-1 when not a trade)
     m: bool  # this fill was the maker side
     C: str | None = None  # original client order id: the order a cancel canceled ("" otherwise)
@@ -160,5 +167,5 @@ class PositionBalance(msgspec.Struct, frozen=True):
 
 
 class AccountPosition(msgspec.Struct, frozen=True):  # outboundAccountPosition
-    u: int  # time of the last account update
+    u: Millis  # time of the last account update
     B: list[PositionBalance]

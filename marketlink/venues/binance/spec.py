@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Final
 from urllib.parse import urlsplit
 
+from marketlink.core.client_ids import ALNUM_DASH_UNDERSCORE
 from marketlink.core.errors import ConfigError
 from marketlink.core.fees import TradeFeeSchema
 from marketlink.net.throttler import Cost, RateLimit, Window
@@ -100,12 +101,9 @@ SPEC: Final = VenueSpec(
     name=NAME,
     domains=DOMAINS,
     rate_limits=RATE_LIMITS,
-    # newClientOrderId: ^[.A-Z:/a-z0-9_-]{1,36}$
-    client_ids=ClientIdRules(
-        max_length=36,
-        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/-",
-        default_prefix="ml",
-    ),
+    # newClientOrderId: ^[a-zA-Z0-9-_]{1,36}$, in spot's own -1100 answer (binance-spot-api-docs
+    # PR #34: "dot(.) is not allowed") and fix-api.md. The ".:/" alphabet is USD-M futures'.
+    client_ids=ClientIdRules(max_length=36, alphabet=ALNUM_DASH_UNDERSCORE, default_prefix="ml"),
     # Base tier 0.1 %; a buy's fee comes out of the base asset received (unless paid in BNB,
     # which the reported commission asset of each fill then says).
     fees=TradeFeeSchema(

@@ -441,7 +441,7 @@ LIMIT = {
             None,
             -1100,
             "Illegal characters found in parameter 'newClientOrderId'; legal range is "
-            "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            "'^[a-zA-Z0-9-_]{1,36}$'.",  # spot's rule (BSD PR #34): no ".", ":" or "/"
         ),
         (
             {"newOrderRespType": "ALL"},

@@ -280,6 +280,7 @@ def test_exchange_info_rules_symbols_and_skips() -> None:
         market_min_order_size=D("0.00100000"),
         market_max_order_size=D("100000.00000000"),
         apply_min_notional_to_market=False,
+        apply_max_notional_to_market=False,
     )
     # legacy MIN_NOTIONAL; MARKET_LOT_SIZE zeros mean "no bound", LOT_SIZE still binds market orders
     assert info.rules["BTC-USDT"] == TradingRule(
@@ -292,6 +293,7 @@ def test_exchange_info_rules_symbols_and_skips() -> None:
         market_min_order_size=None,
         market_max_order_size=D("120"),
         apply_min_notional_to_market=True,
+        apply_max_notional_to_market=True,  # MIN_NOTIONAL has no maximum: the flag is moot
     )
     assert info.skipped == {
         "BNBBTC": "not trading (status BREAK)",
@@ -322,11 +324,11 @@ def symbol_entry(**changes: Any) -> dict[str, Any]:
         ),
         (
             symbol_entry(filters=[{"filterType": "PRICE_FILTER", "tickSize": "abc"}]),
-            "malformed: PRICE_FILTER.tickSize: not a number",
+            "malformed: PRICE_FILTER.tickSize: not a plain decimal",
         ),
         (
             symbol_entry(filters=[{"filterType": "PRICE_FILTER", "tickSize": "Infinity"}]),
-            "malformed: PRICE_FILTER.tickSize: not a finite number",
+            "malformed: PRICE_FILTER.tickSize: not a plain decimal",
         ),
     ],
 )
@@ -609,8 +611,8 @@ MALFORMED: list[tuple[str, Callable[[Any], Any], Any, str]] = [
         "[0].commission",
     ),
     # strings that are not numbers, values Binance does not send
-    ("trade: price not a number", market, replaced("ws_trade.json", "p", "0.0O1"), "p: not a number"),
-    ("trade: price NaN", market, replaced("ws_trade.json", "p", "NaN"), "p: not a finite number"),
+    ("trade: price not a number", market, replaced("ws_trade.json", "p", "0.0O1"), "p: not a plain decimal"),
+    ("trade: price NaN", market, replaced("ws_trade.json", "p", "NaN"), "p: not a plain decimal"),
     ("trade: unknown symbol", market, replaced("ws_trade.json", "s", "XYZBTC"), "unknown symbol"),
     ("depthUpdate: unknown symbol", market, replaced("ws_depthUpdate.json", "s", "XYZBTC"), "unknown symbol"),
     ("market: unknown event", market, {"e": "aggTrade", "s": "BNBBTC"}, "e: unexpected market message"),
@@ -657,7 +659,7 @@ MALFORMED: list[tuple[str, Callable[[Any], Any], Any, str]] = [
         "cancel: negative executed",
         lambda p: codec.parse_cancel_order(p, inflight("LTC-BTC", Side.BUY)),
         replaced("rest_delete_api_v3_order.json", "executedQty", "-1"),
-        "cumulative_filled",
+        "executedQty: not a plain decimal",  # refused by the number format before the core type
     ),
     (
         "order: zero fill price",

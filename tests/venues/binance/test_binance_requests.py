@@ -192,11 +192,23 @@ BUILDERS: list[tuple[str, Callable[[], RestRequest], RestRequest]] = [
         lambda: codec.open_orders_request(None),
         RestRequest("GET", "/api/v3/openOrders", signed=True, costs=cost(80)),
     ),
-    (
+    (  # the first page starts at trade id 0: without fromId Binance sends the most recent trades
         "my trades of one order",
         lambda: codec.order_trades_request("BTCUSDT", "28"),
         RestRequest(
-            "GET", "/api/v3/myTrades", {"symbol": "BTCUSDT", "orderId": "28"}, signed=True, costs=cost(5)
+            "GET", "/api/v3/myTrades", {"symbol": "BTCUSDT", "orderId": "28", "fromId": "0", "limit": 1000},
+            signed=True, costs=cost(5),
+        ),
+    ),
+    (
+        "my trades of one order, a later page",
+        lambda: codec.order_trades_request("BTCUSDT", "28", from_trade_id="1501"),
+        RestRequest(
+            "GET",
+            "/api/v3/myTrades",
+            {"symbol": "BTCUSDT", "orderId": "28", "fromId": "1501", "limit": 1000},
+            signed=True,
+            costs=cost(5),
         ),
     ),
     (

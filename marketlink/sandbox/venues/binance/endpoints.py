@@ -379,6 +379,9 @@ class Operations:
         return 5 if "orderId" in p else 20
 
     def my_trades(self, call: Call) -> list[views.MyTrade]:
+        """BSD rest-api.md "Account trade list": ``fromId`` returns trades with id >= it, oldest
+        first; without it, the most recent ``limit`` (default 500, max 1000). Of the documented
+        combinations, neither ``orderId`` nor ``fromId`` goes with ``startTime``/``endTime``."""
         p = call.params
         symbol = self._symbol(p)
         order_id = p.long("orderId")
@@ -386,6 +389,8 @@ class Operations:
         start, end = p.long("startTime"), p.long("endTime")
         limit = p.limit("limit", default=500, maximum=1000)
         p.ensure_all_read()
+        if (order_id is not None or from_id is not None) and (start is not None or end is not None):
+            raise errors.bad_combination()
         trades = self.exchange.my_trades(
             _account(call), symbol, from_id=from_id, order_id=order_id, start_time=start, end_time=end,
             limit=limit,

@@ -15,7 +15,9 @@ from marketlink.sandbox.venues.binance.limits import LimitType, RateLimit
 
 DECIMAL_RANGE = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
 LONG_RANGE = r"^[0-9]{1,20}$"
-CLIENT_ID_RANGE = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
+# Spot's own -1100 text for a client order id (binance-spot-api-docs PR #34; fix-api.md states the
+# same rule); the ".:/" alphabet is USD-M futures', not spot's.
+CLIENT_ID_RANGE = r"^[a-zA-Z0-9-_]{1,36}$"
 SYMBOL_RANGE = r"^[A-Z0-9-_.]{1,20}$"
 
 
@@ -49,6 +51,10 @@ def illegal_chars(name: str, legal: str) -> BinanceError:
 
 def duplicate_param(name: str) -> BinanceError:
     return BinanceError(-1101, f"Duplicate values for a parameter detected: '{name}'.")
+
+
+def bad_combination() -> BinanceError:
+    return BinanceError(-1128, "Combination of optional parameters invalid.")
 
 
 def mandatory(name: str) -> BinanceError:

@@ -27,7 +27,7 @@ from marketlink.sandbox.venues.binance.errors import BinanceError
 
 _DECIMAL = re.compile(errors.DECIMAL_RANGE)
 _LONG = re.compile(errors.LONG_RANGE)
-_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")  # errors.CLIENT_ID_RANGE, read with fullmatch
 _SYMBOL = re.compile(errors.SYMBOL_RANGE)
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -134,7 +134,7 @@ class Params:
 
     def client_id(self, name: str) -> str | None:
         value = self.get(name)
-        if value is not None and not _CLIENT_ID.match(value):
+        if value is not None and not _CLIENT_ID.fullmatch(value):
             raise errors.illegal_chars(name, errors.CLIENT_ID_RANGE)
         return value
 

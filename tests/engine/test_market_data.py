@@ -268,6 +268,41 @@ def make_spec(**kw: Any) -> VenueSpec:
     return VenueSpec(**base)
 
 
+def market_context(
+    codec: Any,
+    port: int,
+    clock: VirtualClock,
+    http: Any,
+    pairs: Sequence[str],
+    config: ConnectorConfig,
+    spec: VenueSpec | None = None,
+) -> ConnectorContext:
+    """A connector context for market data alone: the fake venue on 127.0.0.1:``port``, a
+    virtual clock, ``http`` answering snapshots, no keys, a 0.01 tick and 0.001 step per pair."""
+    bus: EventBus[Event] = EventBus(name="test")
+    return ConnectorContext(
+        venue=Venue(spec=spec or make_spec(), codec=codec, make_auth=None),  # type: ignore[arg-type]
+        endpoints=Endpoints(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", ""),
+        config=config,
+        clock=clock,
+        bus=bus,
+        status=StatusBoard("fake", ("order_books",), bus.publish, clock.time),
+        supervisor=Supervisor(clock),
+        throttler=Throttler((), clock=clock),
+        time_sync=TimeSync(),
+        http=http,
+        auth=None,
+        markets=Markets(
+            SymbolMap("fake", [(p.replace("-", ""), p) for p in pairs]),
+            {p: TradingRule(p, D("0.01"), D("0.001")) for p in pairs},
+        ),
+        trading_pairs=tuple(pairs),
+        tracker=OrderTracker(),
+        balances=Balances(bus.publish),
+        now=clock.time,
+    )
+
+
 @pytest.fixture
 async def venue() -> AsyncIterator[Callable[..., Any]]:
     """``await venue(pairs, spec=..., config=..., **md_kw)`` -> a started Harness."""
@@ -293,28 +328,11 @@ async def venue() -> AsyncIterator[Callable[..., Any]]:
         runners.append(runner)
         port = runner.addresses[0][1]
         clock = VirtualClock(1_000.0)
-        bus: EventBus[Event] = EventBus(name="test")
         http = SnapshotHttp(log)
-        rules = {p: TradingRule(p, D("0.01"), D("0.001")) for p in pairs}
-        cfg = config or ConnectorConfig(book_stale_after=1_000.0)
-        ctx = ConnectorContext(
-            venue=Venue(spec=spec or make_spec(), codec=codec, make_auth=None),  # type: ignore[arg-type]
-            endpoints=Endpoints(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", ""),
-            config=cfg,
-            clock=clock,
-            bus=bus,
-            status=StatusBoard("fake", ("order_books",), bus.publish, clock.time),
-            supervisor=Supervisor(clock),
-            throttler=Throttler((), clock=clock),
-            time_sync=TimeSync(),
-            http=http,  # type: ignore[arg-type]
-            auth=None,
-            markets=Markets(SymbolMap("fake", [(p.replace("-", ""), p) for p in pairs]), rules),
-            trading_pairs=tuple(pairs),
-            tracker=OrderTracker(),
-            balances=Balances(bus.publish),
-            now=clock.time,
+        ctx = market_context(
+            codec, port, clock, http, pairs, config or ConnectorConfig(book_stale_after=1_000.0), spec
         )
+        bus = ctx.bus
         md = MarketData(ctx, **md_kw)
         h = Harness(md, ctx, http, server, clock, log)
         bus.subscribe_callback(h.events.append)

@@ -24,26 +24,16 @@ from test_market_data import (
     SnapshotHttp,
     StreamServer,
     depth,
-    make_spec,
+    market_context,
     snap,
 )
 
-from marketlink.core.events import ConnectorStatusChanged, Event
-from marketlink.core.pairs import SymbolMap
-from marketlink.core.rules import TradingRule
-from marketlink.core.tracker import OrderTracker
-from marketlink.engine.balances import Balances
-from marketlink.engine.bus import EventBus
-from marketlink.engine.context import ConnectorConfig, ConnectorContext, Markets
+from marketlink.core.events import ConnectorStatusChanged
+from marketlink.engine.context import ConnectorConfig
 from marketlink.engine.market_data import MarketData, venue_moved
-from marketlink.engine.status import StatusBoard
-from marketlink.engine.supervisor import Supervisor
 from marketlink.net.clock import VirtualClock
 from marketlink.net.errors import ServerError
 from marketlink.net.http import RestRequest
-from marketlink.net.throttler import Throttler
-from marketlink.net.timesync import TimeSync
-from marketlink.venues.base import Endpoints, Venue
 
 STALE = 5.0  # book_stale_after in every test here
 SYMBOL = "BTCUSDT"
@@ -135,29 +125,9 @@ async def rig() -> AsyncIterator[Callable[..., Any]]:
         runners.append(runner)
         port = runner.addresses[0][1]
         clock = VirtualClock(1_000.0)
-        bus: EventBus[Event] = EventBus(name="test")
         http = TimedHttp(log, clock)
-        ctx = ConnectorContext(
-            venue=Venue(spec=make_spec(), codec=codec, make_auth=None),  # type: ignore[arg-type]
-            endpoints=Endpoints(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", ""),
-            config=ConnectorConfig(book_stale_after=STALE),
-            clock=clock,
-            bus=bus,
-            status=StatusBoard("fake", ("order_books",), bus.publish, clock.time),
-            supervisor=Supervisor(clock),
-            throttler=Throttler((), clock=clock),
-            time_sync=TimeSync(),
-            http=http,  # type: ignore[arg-type]
-            auth=None,
-            markets=Markets(
-                SymbolMap("fake", [(p.replace("-", ""), p) for p in pairs]),
-                {p: TradingRule(p, D("0.01"), D("0.001")) for p in pairs},
-            ),
-            trading_pairs=tuple(pairs),
-            tracker=OrderTracker(),
-            balances=Balances(bus.publish),
-            now=clock.time,
-        )
+        ctx = market_context(codec, port, clock, http, pairs, ConnectorConfig(book_stale_after=STALE))
+        bus = ctx.bus
         md = MarketData(ctx, **md_kw)
         r = Rig(md, ctx, http, server, clock, log)
         bus.subscribe_callback(r.events.append)

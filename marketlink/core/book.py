@@ -88,6 +88,9 @@ class DiffResult(StrEnum):
     NOT_SYNCED = "NOT_SYNCED"
     #: Applied, but the best bid now meets or passes the best ask; out of sync.
     CROSSED = "CROSSED"
+    #: Applied, but a side lost every level inside its snapshot's horizon: its top is unknown;
+    #: out of sync.
+    HORIZON = "HORIZON"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,10 @@ _POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(64))
 #: Price string -> units entries kept per side. Diffs hit a few hundred prices near the top over
 #: and over; the bound keeps a deep, drifting book from growing the memo without limit.
 _CACHE_LIMIT: Final = 2048
+#: ``_Side.set`` results, or-ed together over a diff: a level appeared (the book may now be
+#: crossed); a side has no level left inside its horizon (its top is unknown).
+_GREW: Final = 1
+_EXHAUSTED: Final = 2
 #: What a malformed level can raise on its way through unpacking, parsing and comparing.
 _MALFORMED: Final = (TypeError, ValueError, IndexError, KeyError, AttributeError, ArithmeticError)
 
@@ -204,7 +211,7 @@ class _Side:
     for asks, so the best level is always last); ``spelling`` maps each key back to the price
     string ``sizes`` knows it by."""
 
-    __slots__ = ("keys", "memo", "scale", "sign", "sizes", "spelling", "top", "top_price")
+    __slots__ = ("horizon", "keys", "memo", "scale", "sign", "sizes", "spelling", "top", "top_price")
 
     def __init__(self, sign: int, scale: int) -> None:
         self.sign = sign
@@ -217,6 +224,9 @@ class _Side:
         self.memo: dict[str, int] = {}
         self.top: int | None = None  # the key whose price top_price holds
         self.top_price: Decimal | None = None
+        #: The worst key of a snapshot that was cut at the venue's depth limit: past it, levels
+        #: that never changed are unknown, so queries stop there (None: the snapshot was whole).
+        self.horizon: int | None = None
 
     def key_of(self, text: str) -> int:
         """The signed units of a price string, through the memo."""
@@ -235,9 +245,10 @@ class _Side:
             raise BookDataError(f"zero price {text!r}")
         return self.sign * price
 
-    def set(self, text: str, size: str) -> bool:
+    def set(self, text: str, size: str) -> int:
         """The checked path for one level of a diff (a price the side lacks, another spelling
-        of one it has, a deletion, bad data); returns whether a level appeared."""
+        of one it has, a deletion, bad data). Returns ``_GREW`` when a level appeared,
+        ``_EXHAUSTED`` when a deletion left no level inside the horizon, else 0."""
         key = self.memo.get(text)
         if key is None:
             key = self.key_of(text)
@@ -247,20 +258,25 @@ class _Side:
                 del self.sizes[known]
                 keys = self.keys
                 del keys[bisect_left(keys, key)]
-            return False  # deleting an absent level is normal
+                horizon = self.horizon
+                if horizon is not None and (not keys or keys[-1] < horizon):
+                    return _EXHAUSTED
+            return 0  # deleting an absent level is normal
         spelling = self.spelling
         known = spelling.get(key)
         if known is not None:
             self.sizes[known] = size  # another spelling of a price in the book
-            return False
+            return 0
         self.sizes[text] = size
         spelling[key] = text
         insort(self.keys, key)
-        return True
+        return _GREW
 
-    def load(self, levels: Iterable[Level]) -> None:
+    def load(self, levels: Iterable[Level], depth_limit: int | None = None) -> None:
         """Replace every level (a snapshot); a later entry for a price overrides an earlier one.
-        On bad data the side is left half built: the caller empties it."""
+        A snapshot of ``depth_limit`` levels or more was cut by the venue: its worst level is
+        the horizon. On bad data the side is left half built: the caller empties it."""
+        self.horizon = None
         sizes: dict[str, str] = {}
         spelling: dict[int, str] = {}
         self.sizes, self.spelling, self.keys = sizes, spelling, []
@@ -286,10 +302,12 @@ class _Side:
             raise
         except _MALFORMED as exc:
             raise BookDataError(f"malformed level list: {exc!r:.80}") from exc
-        self.keys = sorted(spelling)
+        self.keys = keys = sorted(spelling)
+        if depth_limit is not None and keys and len(keys) >= depth_limit:
+            self.horizon = keys[0]
 
     def clear(self) -> None:
-        self.sizes, self.spelling, self.keys = {}, {}, []
+        self.sizes, self.spelling, self.keys, self.horizon = {}, {}, [], None
 
     def best(self, key: int) -> Decimal:
         """The price of ``key``, a new best level, kept until the top changes again."""
@@ -299,8 +317,10 @@ class _Side:
 
     def walk(self) -> Iterator[tuple[int, Decimal]]:
         """Every level, best first, as ``(price units, size)``."""
-        sign, sizes, spelling = self.sign, self.sizes, self.spelling
+        sign, sizes, spelling, horizon = self.sign, self.sizes, self.spelling, self.horizon
         for key in reversed(self.keys):
+            if horizon is not None and key < horizon:
+                return  # unknown country: levels past it that never changed are not here
             yield sign * key, stored_size(sizes[spelling[key]])
 
 
@@ -375,13 +395,20 @@ class OrderBook:
 
     # -- updates --------------------------------------------------------------------------------
 
-    def apply_snapshot(self, bids: Iterable[Level], asks: Iterable[Level], update_id: int) -> DiffResult:
+    def apply_snapshot(
+        self, bids: Iterable[Level], asks: Iterable[Level], update_id: int, depth_limit: int | None = None
+    ) -> DiffResult:
         """Replace the whole book (never merge); zero sizes are skipped.
+
+        ``depth_limit``: the levels per side the snapshot was asked for. A side that came back
+        that deep was cut by the venue, and levels past its worst one are unknown until they
+        change: depth queries stop there (``price_for_volume`` answers ``None`` rather than a
+        price from a hole), and a side emptied down to it is out of sync (its top is unknown).
 
         Returns APPLIED, or CROSSED (installed but out of sync). On bad data the old book is
         dropped too, the book is left empty and out of sync, and the error propagates.
         """
-        return self._replace(bids, asks, update_id, DiffResult.APPLIED)
+        return self._replace(bids, asks, update_id, DiffResult.APPLIED, depth_limit)
 
     def apply_diff(
         self,
@@ -403,7 +430,7 @@ class OrderBook:
         # The hot loop, once per side. A known price with a valid, non-zero size (plain ASCII
         # digits with at most one ".", short, first significant character 1-9) is stored as the
         # venue's string: no number is parsed. Anything else takes the checked path, _Side.set.
-        grew = False
+        changed = 0
         try:
             side = self._bid
             sizes = side.sizes
@@ -411,16 +438,16 @@ class OrderBook:
                 if text in sizes and size.isascii() and size.replace(".", "", 1).isdigit() \
                         and len(size) <= _SHORT_SIZE and "1" <= size.lstrip("0.") < ":":
                     sizes[text] = size
-                elif side.set(text, size):
-                    grew = True
+                else:
+                    changed |= side.set(text, size)
             side = self._ask
             sizes = side.sizes
             for text, size in asks:
                 if text in sizes and size.isascii() and size.replace(".", "", 1).isdigit() \
                         and len(size) <= _SHORT_SIZE and "1" <= size.lstrip("0.") < ":":
                     sizes[text] = size
-                elif side.set(text, size):
-                    grew = True
+                else:
+                    changed |= side.set(text, size)
         except BookDataError as exc:
             self.mark_out_of_sync(f"bad level in diff u={final_id}: {exc}")
             raise
@@ -430,8 +457,11 @@ class OrderBook:
             raise error from exc
         self._update_id = final_id
         self._fresh = False
+        if changed & _EXHAUSTED:
+            self.mark_out_of_sync(f"a side emptied down to its snapshot depth after diff u={final_id}")
+            return DiffResult.HORIZON
         # Only a level that appeared can cross a book that was in sync.
-        if grew:
+        if changed:
             bid_keys, ask_keys = self._bid.keys, self._ask.keys
             if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
                 self.mark_out_of_sync(f"crossed after diff u={final_id}: {self._crossing()}")
@@ -466,11 +496,16 @@ class OrderBook:
         return trade
 
     def _replace(
-        self, bids: Iterable[Level], asks: Iterable[Level], update_id: int, result: DiffResult
+        self,
+        bids: Iterable[Level],
+        asks: Iterable[Level],
+        update_id: int,
+        result: DiffResult,
+        depth_limit: int | None = None,
     ) -> DiffResult:
         try:
-            self._bid.load(bids)
-            self._ask.load(asks)
+            self._bid.load(bids, depth_limit)
+            self._ask.load(asks, depth_limit)
         except BookDataError as exc:
             self._bid.clear()
             self._ask.clear()

@@ -69,12 +69,18 @@ class BookSync:
 
     __slots__ = (
         "_buffer", "_lost", "_max_buffer", "_rule", "book", "generation", "losses", "phase", "reason",
+        "snapshot_depth",
     )
 
-    def __init__(self, book: OrderBook, *, max_buffer: int = DEFAULT_MAX_BUFFER) -> None:
+    def __init__(
+        self, book: OrderBook, *, max_buffer: int = DEFAULT_MAX_BUFFER, snapshot_depth: int | None = None
+    ) -> None:
         if max_buffer < 1:
             raise ValueError(f"max_buffer must be >= 1, got {max_buffer}")
         self.book = book
+        #: Levels per side a snapshot is asked for: one that comes back that deep was cut, and
+        #: the book must not answer past its last level (``OrderBook.apply_snapshot``).
+        self.snapshot_depth = snapshot_depth
         self._rule = book.sequence
         self._max_buffer = max_buffer
         self._buffer: deque[DepthUpdate] = deque()
@@ -139,7 +145,8 @@ class BookSync:
         book = self.book
         sid = snapshot.update_id
         try:
-            if book.apply_snapshot(snapshot.bids, snapshot.asks, sid) is DiffResult.CROSSED:
+            installed = book.apply_snapshot(snapshot.bids, snapshot.asks, sid, self.snapshot_depth)
+            if installed is DiffResult.CROSSED:
                 self.reason = f"{book.out_of_sync_reason}; refetching"
                 return Step.RETRY
         except _BAD_DATA as exc:
@@ -165,7 +172,7 @@ class BookSync:
                     f"u={diff.final_id}); refetching"
                 )
                 return Step.RETRY
-            if result is DiffResult.CROSSED:
+            if result is DiffResult.CROSSED or result is DiffResult.HORIZON:
                 self.reason = f"{book.out_of_sync_reason}; refetching"
                 return Step.RETRY
         buffer.clear()

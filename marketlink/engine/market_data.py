@@ -284,7 +284,9 @@ class MarketData:
         for pair in ctx.trading_pairs:
             book = OrderBook.for_rule(ctx.markets.rule(pair), ctx.spec.sequence_rule)
             ctx.books[pair] = book
-            self._syncs[pair] = BookSync(book, max_buffer=self._max_buffer)
+            self._syncs[pair] = BookSync(
+                book, max_buffer=self._max_buffer, snapshot_depth=ctx.spec.snapshot_depth
+            )
             self._seen[pair] = now
             self.stats.resyncs[pair] = 0
         self._report()

@@ -331,3 +331,17 @@ def test_any_cut_of_the_stream_syncs_to_the_true_book(seed: int, n: int, data: s
             assert sync.on_diff(d) is Step.STALE
     assert sync.book.in_sync and sync.book.to_dict() == expected(truth[-1])
     assert sync.book.update_id == diffs[-1].final_id
+
+
+def test_a_side_emptied_to_the_snapshot_depth_loses_sync_live_and_in_the_buffer() -> None:
+    # Snapshots are asked for 2 levels: a side that comes back with 2 was cut there.
+    sync = new_sync(snapshot_depth=2)
+    bids = [["100", "1"], ["99", "1"]]
+    sync.on_diff(diff(11, 12, bids=[["100", "0"], ["99", "0"]]))  # buffered: empties the bids
+    assert sync.on_snapshot(snapshot(10, bids=bids), sync.generation) is Step.RETRY
+    assert "snapshot depth" in sync.reason and not sync.book.in_sync
+    sync = new_sync(snapshot_depth=2)
+    assert sync.on_snapshot(snapshot(10, bids=bids), sync.generation) is Step.SYNCED
+    assert sync.on_diff(diff(11, 11, bids=[["100", "0"]])) is Step.APPLIED
+    assert sync.on_diff(diff(12, 12, bids=[["99", "0"]])) is Step.LOST
+    assert "snapshot depth" in sync.reason

@@ -603,3 +603,39 @@ def test_bad_trade_is_refused(price: object, size: object) -> None:
     with pytest.raises(BookDataError):
         book.record_trade(price, size, BUY, "x", 1.0)  # type: ignore[arg-type]
     assert book.last_trade is None
+
+
+# -- a snapshot cut at the venue's depth limit ----------------------------------------------------
+
+
+def cut_book() -> OrderBook:
+    """Bids at 100, 99, 98 from a snapshot asked for 3 levels (so cut: 97 and below are unknown),
+    asks at 101, 102 from the same request (whole: fewer than 3)."""
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([["100", "1"], ["99", "2"], ["98", "3"]], [["101", "1"], ["102", "1"]], 10, depth_limit=3)
+    return book
+
+
+def test_queries_stop_at_the_depth_a_cut_snapshot_reached() -> None:
+    book = cut_book()
+    # A deep level changes: the book holds it, but levels between 98 and 90 are unknown.
+    assert book.apply_diff([["90", "50"]], [], 11, 11) is R.APPLIED
+    assert [p for p, _ in book.rows(Side.BUY)] == [D(100), D(99), D(98)]
+    assert book.price_for_volume(False, D("6")) == D(98)
+    assert book.price_for_volume(False, D("7")) is None  # no honest answer: never 90
+    assert book.vwap_for_volume(False, D("60"))[1] == D("6")
+    assert book.volume_for_price(False, D("90")) == D("6")
+    # The ask side came back whole: every level it holds counts.
+    assert book.apply_diff([], [["150", "5"]], 12, 12) is R.APPLIED
+    assert book.price_for_volume(True, D("7")) == D(150)
+    # A new snapshot that is whole lifts the horizon.
+    book.apply_snapshot([["100", "1"], ["90", "50"]], [["101", "1"]], 20, depth_limit=3)
+    assert book.price_for_volume(False, D("7")) == D(90)
+
+
+def test_a_side_emptied_down_to_its_horizon_is_out_of_sync() -> None:
+    book = cut_book()
+    assert book.apply_diff([["100", "0"], ["99", "0"]], [], 11, 11) is R.APPLIED
+    assert book.in_sync
+    assert book.apply_diff([["98", "0"]], [], 12, 12) is R.HORIZON
+    assert not book.in_sync and "snapshot depth" in book.out_of_sync_reason

@@ -38,7 +38,7 @@ from marketlink.net.clock import Clock, SystemClock
 from marketlink.net.errors import MalformedMessage, VenueError
 from marketlink.net.http import HttpClient
 from marketlink.net.throttler import Throttler
-from marketlink.net.timesync import TimeSync, wall_clock_ms
+from marketlink.net.timesync import Sample, TimeSync
 from marketlink.venues.base import Endpoints, Venue
 
 log = logging.getLogger(__name__)
@@ -215,16 +215,18 @@ class SpotConnector:
         await self._take_time_samples(fresh=True)
 
     async def _take_time_samples(self, *, fresh: bool) -> None:
+        """Three round trips, each timed from when it really left (after the throttler and the
+        signing) to when its answer came back: a wait in our queue is no part of a sample."""
         ctx = self.ctx
-        samples: list[tuple[float, int, float]] = []
+        samples: list[Sample] = []
         for _ in range(3):
-            sent = wall_clock_ms()
-            payload = await ctx.http.request(ctx.codec.server_time_request())
-            samples.append((sent, ctx.codec.parse_server_time(payload), wall_clock_ms()))
-        if fresh:  # dropped only now, so requests signed meanwhile keep the old estimate
-            ctx.time_sync.clear()
-        for sample in samples:
-            ctx.time_sync.add_sample(*sample)
+            answer = await ctx.http.timed_request(ctx.codec.server_time_request())
+            samples.append((answer.sent_ms, ctx.codec.parse_server_time(answer.payload), answer.received_ms))
+        # Only now, so requests signed meanwhile keep the old estimate.
+        if fresh:
+            ctx.time_sync.replace(samples)
+        else:
+            ctx.time_sync.add_samples(samples)
         ctx.status.ok("time_sync", f"offset {ctx.time_sync.offset_ms:.0f} ms")
 
     async def _time_loop(self) -> None:
@@ -383,10 +385,15 @@ class SpotConnector:
         return self.book(trading_pair).rows(side, n)
 
     def last_trade_price(self, trading_pair: str) -> Decimal | None:
-        trade = self.book(trading_pair).last_trade
-        return trade.price if trade is not None else None
+        """The venue's last trade price, or None while unknown: before the first trade, and from
+        a market stream's drop until a trade streams in or the REST refresh after the reconnect
+        answers (see engine/market_data.py). Never a pre-outage value."""
+        self.book(trading_pair)  # UnknownSymbol for a pair this connector does not follow
+        return self.ctx.last_prices.get(trading_pair)
 
     def ticker(self, trading_pair: str) -> BookTicker | None:
+        """The last book ticker, or None while unknown: before the first, and from a market
+        stream's drop until the venue sends a fresh one (it does when the top changes)."""
         return self.ctx.tickers.get(trading_pair)
 
     def balances(self) -> dict[str, Balance]:

@@ -41,7 +41,7 @@ from marketlink.net.errors import (
     Transient,
     VenueError,
 )
-from marketlink.net.timesync import wall_clock_ms
+from marketlink.net.timesync import Sample
 from marketlink.net.ws import (
     Closed,
     Connected,
@@ -61,6 +61,8 @@ STATUS_PART = "user_stream"
 UserItem = OrderUpdate | TradeUpdate | BalanceUpdate
 #: Messages read while waiting for the subscription's answer before giving up on this socket.
 _MAX_LOGIN_MESSAGES = 50
+#: Server-time round trips after a refused timestamp (the estimator keeps the fastest).
+_RESYNC_SAMPLES = 3
 
 
 @dataclass(slots=True)
@@ -208,16 +210,20 @@ class UserStream:
             raise
 
     async def _resync_time(self) -> None:
-        """One server-time sample, so the next subscription signs with a corrected clock."""
+        """Fresh server-time samples, so the next subscription signs with a corrected clock.
+
+        Each is timed by the HTTP client around its actual send: a wait in the throttler (a
+        back-off, a full pool) before it would otherwise count as network delay and move the
+        offset by half of it. The refusal says the samples so far are wrong: these replace them
+        (see the connector's _resync_time), else faster old round trips would outvote them."""
         ctx = self._ctx
         try:
-            sent = wall_clock_ms()
-            payload = await ctx.http.request(ctx.codec.server_time_request())
-            server_ms = ctx.codec.parse_server_time(payload)
-            # The refusal says the samples so far are wrong: this one replaces them (see the
-            # connector's _resync_time), else faster old round trips would outvote it.
-            ctx.time_sync.clear()
-            ctx.time_sync.add_sample(sent, server_ms, wall_clock_ms())
+            samples: list[Sample] = []
+            for _ in range(_RESYNC_SAMPLES):
+                answer = await ctx.http.timed_request(ctx.codec.server_time_request())
+                server_ms = ctx.codec.parse_server_time(answer.payload)
+                samples.append((answer.sent_ms, server_ms, answer.received_ms))
+            ctx.time_sync.replace(samples)
         except Exception:  # the clock-skew refusal is the error worth reporting, not this one
             log.warning("%s: time resync after a refused subscription failed", ctx.venue.name, exc_info=True)
 

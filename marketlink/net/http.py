@@ -10,21 +10,30 @@ typed :mod:`marketlink.net.errors` error the engine can react to without reading
 Retries are deliberately narrow. Only an idempotent request (GET unless the codec says
 otherwise) is retried, only on :class:`Transient`, a bounded number of times. An order placement
 that times out may have been executed, so it is never sent twice here: the ``Transient`` goes up
-and the engine settles the order by querying it.
+and the engine settles the order by querying it. aiohttp's own silent re-send of GET, PUT and
+DELETE after a dropped keep-alive connection is switched off for the same reason.
+
+Only a 2xx answer with a JSON body is an answer: a redirect, an informational status or an empty
+success is a :class:`ServerError` (the outcome is unknown), and a body is read up to ``max_body``
+bytes and no further. Text a venue sends back is redacted of the request's key and signature
+before it can reach an exception or a log, in case the venue (or a proxy) echoes the request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from decimal import Decimal
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 from yarl import URL
@@ -45,8 +54,10 @@ from marketlink.net.errors import (
     VenueError,
 )
 from marketlink.net.throttler import Cost, Usage
+from marketlink.net.timesync import monotonic_ms
 
 __all__ = [
+    "MAX_BODY",
     "Auth",
     "ClientClosed",
     "HttpClient",
@@ -55,15 +66,21 @@ __all__ = [
     "PreparedRequest",
     "RestRequest",
     "Throttle",
+    "TimedAnswer",
     "VenueProtocol",
     "encode_query",
     "prepare_unsigned",
+    "retry_after_seconds",
 ]
 
 log = logging.getLogger(__name__)
 
 ParamValue = str | int | Decimal | bool
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+#: The default cap on an answer's body. Binance's largest answers (exchangeInfo of every symbol,
+#: a 5000-level book) are a few MB; 64 MiB leaves a wide margin and still bounds the memory one
+#: answer can take from the trading process.
+MAX_BODY = 64 * 2**20
 
 
 class ClientClosed(MarketlinkError, RuntimeError):
@@ -210,6 +227,20 @@ class HttpStats:
     errors: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True, slots=True)
+class TimedAnswer:
+    """A decoded answer with the instants its request left and its answer arrived, in ms on
+    :func:`~marketlink.net.timesync.monotonic_ms` (the clock time samples are taken on).
+
+    ``sent_ms`` is read after the throttler admitted the request and after it was signed, right
+    before it goes on the wire; ``received_ms`` when the answer's head arrived. A server-time
+    answer read between the two makes a time sample that excludes every wait of ours."""
+
+    payload: Any
+    sent_ms: float
+    received_ms: float
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -219,18 +250,71 @@ def _path_only(target: str) -> str:
     return target.split("?", 1)[0]
 
 
-def _duration(venue_says: float | None, headers: Mapping[str, str], default: float) -> float:
-    """How long to back off: the codec's figure, else ``Retry-After`` (seconds), else ``default``."""
-    for candidate in (venue_says, headers.get("Retry-After")):
-        if candidate is None:
-            continue
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """``Retry-After`` in seconds from ``now`` (epoch seconds): either form RFC 9110 allows,
+    delay-seconds or an HTTP-date (a date already past is 0). ``None`` when it is neither."""
+    try:
+        seconds = float(value)
+    except ValueError:
         try:
-            seconds = float(candidate)
-        except ValueError:
-            continue  # an HTTP-date; the venues we speak to send seconds
-        if math.isfinite(seconds) and seconds >= 0:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": HTTP-dates are always GMT
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - now)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _duration(venue_says: float | None, headers: Mapping[str, str], default: float) -> float:
+    """How long to back off: the codec's figure, else ``Retry-After``, else ``default``."""
+    if venue_says is not None and math.isfinite(venue_says) and venue_says >= 0:
+        return venue_says
+    header = headers.get("Retry-After")
+    if header is not None:
+        seconds = retry_after_seconds(header, time.time())
+        if seconds is not None:
             return seconds
     return default
+
+
+# A venue or proxy may echo the request line or its headers in an error text. Anything that looks
+# like a signature parameter goes, whatever its value; so do the exact secrets of the request.
+_SIGNATURE_PARAM = re.compile(r"(?i)\b(signature|sign)=[^&\s\"'<>]+")
+_REDACTED = "<redacted>"
+#: Header values shorter than this are settings (a receive window, a content type), not secrets.
+_MIN_SECRET = 8
+_PUBLIC_HEADERS = frozenset({"content-type", "accept", "user-agent"})
+
+
+def _secrets_of(prepared: PreparedRequest) -> tuple[str, ...]:
+    """The values of ``prepared`` that must never be shown: its auth headers (API key, signature,
+    passphrase) and its signature parameter, raw and percent-decoded. Longest first, so a secret
+    that contains another is replaced whole."""
+    found: set[str] = set()
+    for name, value in prepared.headers.items():
+        if name.lower() not in _PUBLIC_HEADERS and len(value) >= _MIN_SECRET:
+            found.add(value)
+    query = prepared.url_path_with_query.partition("?")[2]
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if value and "sign" in name.lower():
+            found.update((value, unquote(value)))
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, _REDACTED)
+    return _SIGNATURE_PARAM.sub(lambda m: f"{m.group(1)}={_REDACTED}", text)
+
+
+def _redact_error(err: VenueError, secrets: Sequence[str]) -> None:
+    # Both the text str() shows and the args repr() and tracebacks show.
+    clean = _redact(err.message, secrets)
+    if clean != err.message:
+        err.message = clean
+        err.args = (clean or type(err).__name__,)
 
 
 class HttpClient:
@@ -241,7 +325,11 @@ class HttpClient:
     the venue rejects our timestamp; the request is then retried once if it is idempotent.
     ``rate_limit_backoff`` and ``ban_seconds`` apply when a 429 or ban comes without a duration.
     A 429 backs the throttler off; a ban (418) also opens its circuit breaker, so orders fail at
-    once with a local :class:`IpBanned` while reads wait for the ban to end.
+    once with a local :class:`IpBanned` while reads wait for the ban to end. ``max_body`` caps the
+    bytes of one answer. ``stamp_ms`` is the clock of :meth:`timed_request`'s instants: it must
+    be the local clock of the :class:`~marketlink.net.timesync.TimeSync` the samples go to.
+    A session handed in gets aiohttp's silent re-send switched off too: our retry policy holds
+    for every request this client sends, whoever owns the session.
     """
 
     def __init__(
@@ -260,6 +348,8 @@ class HttpClient:
         resync_time: Callable[[], Awaitable[None]] | None = None,
         rate_limit_backoff: float = 1.0,
         ban_seconds: float = 60.0,
+        max_body: int = MAX_BODY,
+        stamp_ms: Callable[[], float] = monotonic_ms,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -268,12 +358,14 @@ class HttpClient:
             raise ConfigError(f"timeout must be positive, got {timeout}")
         if retries < 0 or retry_backoff < 0:
             raise ConfigError("retries and retry_backoff must not be negative")
+        if max_body < 1:
+            raise ConfigError(f"max_body must be a positive number of bytes, got {max_body}")
         self._base_url = base_url.rstrip("/")
         self._throttler = throttler
         self._venue = venue
         self._auth = auth
         self._time_ms = time_ms
-        self._session = session
+        self._session = session if session is None else _never_resend(session)
         self._owns_session = session is None
         self._timeout = timeout
         self._retries = retries
@@ -282,6 +374,8 @@ class HttpClient:
         self._resync_time = resync_time
         self._rate_limit_backoff = rate_limit_backoff
         self._ban_seconds = ban_seconds
+        self._max_body = max_body
+        self._stamp_ms = stamp_ms
         self._closed = False
         self.stats = HttpStats()
 
@@ -305,6 +399,12 @@ class HttpClient:
         Configuration mistakes (unknown limit id, signed request without an auth) raise
         :class:`ConfigError` before anything is sent; so does :class:`ClientClosed` after ``close()``.
         """
+        return (await self.timed_request(req)).payload
+
+    async def timed_request(self, req: RestRequest) -> TimedAnswer:
+        """:meth:`request`, with when the answered attempt left and its answer came back: what a
+        time sample needs (see :class:`TimedAnswer`). Waits in the throttler, in back-offs and in
+        failed attempts before it are outside that interval."""
         if self._closed:
             raise ClientClosed(f"{req.method} {req.path}: the HTTP client is closed")
         if req.signed and self._auth is None:
@@ -340,7 +440,7 @@ class HttpClient:
         except Exception:  # the original ClockSkew is the error worth reporting, not this one
             log.warning("time resync after a clock-skew rejection failed", exc_info=True)
 
-    async def _attempt(self, req: RestRequest) -> Any:
+    async def _attempt(self, req: RestRequest) -> TimedAnswer:
         await self._throttler.acquire(req.costs, is_order=req.is_order)
         if req.signed:
             assert self._auth is not None
@@ -352,7 +452,7 @@ class HttpClient:
         timeout = req.timeout if req.timeout is not None else self._timeout
         session = self._ensure_session()
         self.stats.requests += 1
-        started = time.perf_counter()
+        sent = self._stamp_ms()
         try:
             async with (
                 asyncio.timeout(timeout),
@@ -361,24 +461,54 @@ class HttpClient:
                     allow_redirects=False,
                 ) as resp,
             ):
-                raw = await resp.read()
+                received = self._stamp_ms()
                 status = resp.status
                 headers = resp.headers
+                raw = await self._read_capped(where, resp)
         except TimeoutError:
             raise self._count(RequestTimeout(f"{where}: no answer within {timeout}s")) from None
         except aiohttp.ClientResponseError as exc:  # its text carries the full URL: keep it out
             raise self._count(ConnectionFailed(f"{where}: {type(exc).__name__}")) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise self._count(ConnectionFailed(f"{where}: {type(exc).__name__}: {exc}")) from exc
-        log.debug("%s -> %s in %.1f ms", where, status, (time.perf_counter() - started) * 1000)
-        return self._interpret(where, status, headers, raw)
+        log.debug("%s -> %s in %.1f ms", where, status, received - sent)
+        payload = self._interpret(where, status, headers, raw, prepared)
+        return TimedAnswer(payload, sent, received)
+
+    async def _read_capped(self, where: str, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, refused once it is known to exceed the cap: by its announced length before
+        a byte is read, otherwise after at most ``max_body + 1`` bytes."""
+        cap = self._max_body
+        announced = resp.content_length
+        if announced is not None and announced > cap:
+            raise self._count(MalformedMessage(
+                f"{where}: answer of {announced} bytes announced, above the {cap}-byte cap",
+                status=resp.status,
+            ))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= cap:
+            chunk = await resp.content.read(cap + 1 - size)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        raise self._count(MalformedMessage(f"{where}: answer above the {cap}-byte cap", status=resp.status))
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = _never_resend(aiohttp.ClientSession())
         return self._session
 
-    def _interpret(self, where: str, status: int, headers: Mapping[str, str], raw: bytes) -> Any:
+    def _interpret(
+        self, where: str, status: int, headers: Mapping[str, str], raw: bytes, prepared: PreparedRequest
+    ) -> Any:
+        self._calibrate(headers)
+        if not 200 <= status < 300 and status < 400:
+            # A redirect (never followed: it could lead anywhere, with our signed query) or an
+            # informational answer is not the venue's API answer; whether the request was
+            # executed is unknown. The path only: a Location header may carry the query back.
+            raise self._count(ServerError(f"{where}: HTTP {status} is not an API answer", status=status))
         payload: Any = None
         decoded = True
         if raw:
@@ -386,7 +516,6 @@ class HttpClient:
                 payload = jsoncodec.decode(raw)
             except jsoncodec.JsonDecodeError:
                 decoded = False
-        self._calibrate(headers)
         try:
             err = self._venue.classify_error(status, headers, payload)
         except Exception as exc:
@@ -403,8 +532,14 @@ class HttpClient:
             elif status >= 400:
                 log.warning("%s: HTTP %s not classified by the venue codec", where, status)
                 err = Rejected(f"{where}: HTTP {status}", status=status)
+            elif not raw:
+                # Every venue answer we read is JSON; an empty success (a 204 from a proxy, say)
+                # says nothing about what happened, so an order behind it stays unknown.
+                err = ServerError(f"{where}: HTTP {status} without a body", status=status)
             else:
                 return payload
+        else:
+            _redact_error(err, _secrets_of(prepared))
         if err.status is None:
             err.status = status
         if isinstance(err, RateLimited):
@@ -439,3 +574,15 @@ class HttpClient:
     def _count(self, err: VenueError) -> VenueError:
         self.stats.errors[type(err).__name__] += 1
         return err
+
+
+def _never_resend(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """Switch off aiohttp's silent second send of GET, PUT and DELETE after a kept-alive
+    connection drops (aiohttp 3.14 client.py, ``ClientSession._request``: the request is sent
+    again once on ``ServerDisconnectedError``/``ClientOSError``). A cancel (DELETE) the venue
+    executed before the drop would be sent twice, and its second answer ("unknown order") would
+    hide the first; retries are this client's decision alone. aiohttp has no public switch, only
+    this attribute; tests/net/test_http.py counts a DELETE on the wire to catch an aiohttp that
+    renames or ignores it."""
+    session._retry_connection = False
+    return session

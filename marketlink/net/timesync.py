@@ -1,4 +1,4 @@
-"""Server-time offset from request round trips, robust to slow and odd samples.
+"""Server-time offset from request round trips, robust to slow and odd samples and to local clock steps.
 
 A venue rejects a signed request whose timestamp strays outside its window, so we sign with our
 estimate of the *server's* clock. One sample is ``(local send, server time, local receive)``; the
@@ -8,7 +8,17 @@ error, and a mean over all samples lets one congested request skew every signatu
 We keep the recent samples, trust only the fastest part of them, and take the median of those:
 slow samples never vote, and one fast sample with a wild server time cannot move a median.
 
-Pure: no clock is read unless asked for ``server_time_ms()`` without an explicit ``now_ms``.
+The local side of a sample is read on a clock that is never stepped (:func:`monotonic_ms`), not
+on the wall clock: an NTP step, a manual ``date`` or a VM resume moves the wall clock, and an
+offset measured against it would shift every signature after the step by the size of the step,
+with the old, fast samples outvoting any new one. Against a monotonic clock, a local step changes
+nothing. The wall clock is read only to sign before the first sample and to report the offset.
+
+What a monotonic clock cannot see is the *venue's* clock stepping (or ours stalling while a VM is
+paused). A batch of samples that mostly contradicts the estimate by more than their own round
+trips can explain is proof of that, and then the old samples are dropped (:meth:`add_samples`).
+
+Pure: no clock is read unless asked for the time without an explicit ``now_ms``.
 """
 
 from __future__ import annotations
@@ -17,14 +27,19 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from marketlink.core.errors import ConfigError
 
-__all__ = ["TimeSample", "TimeSync", "wall_clock_ms"]
+__all__ = ["Sample", "TimeSample", "TimeSync", "monotonic_ms", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
+
+#: ``(local send ms, server ms, local receive ms)``, the local instants on :func:`monotonic_ms`.
+Sample = tuple[float, float, float]
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 
 def wall_clock_ms() -> float:
@@ -32,18 +47,33 @@ def wall_clock_ms() -> float:
     return time.time_ns() / 1_000_000
 
 
+def monotonic_ms() -> float:
+    """Milliseconds on a clock that is never stepped: the local side of every time sample.
+
+    Linux's ``CLOCK_BOOTTIME`` where there is one: monotonic like ``time.monotonic`` and also
+    counting a system suspend, so the offset to the venue's clock is still right after a laptop
+    or host wakes up (``CLOCK_MONOTONIC`` stops while suspended). Elsewhere ``time.monotonic``.
+    """
+    if _BOOTTIME is not None:
+        return time.clock_gettime_ns(_BOOTTIME) / 1_000_000
+    return time.monotonic_ns() / 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class TimeSample:
     rtt_ms: float
-    offset_ms: float  # server clock minus local clock, estimated at the round trip's midpoint
+    offset_ms: float  # server clock minus the local monotonic clock, at the round trip's midpoint
 
 
 class TimeSync:
-    """Estimate of ``server clock - local clock`` from the last ``max_samples`` round trips.
+    """Estimate of the venue's clock from the last ``max_samples`` round trips.
 
-    The estimate is the median offset of the ``best_fraction`` of samples with the lowest round
-    trip (at least one sample). Without samples the offset is 0: signing with local time is the
-    best available guess, and ``has_samples`` lets the engine insist on a sync first.
+    The estimate of ``server - local monotonic`` is the median of the ``best_fraction`` of samples
+    with the lowest round trip (at least one sample). Without samples the venue's time is taken
+    to be the local wall clock: the best available guess, and ``has_samples`` lets the engine
+    insist on a sync first. ``step_tolerance_ms`` is how far a batch may contradict the estimate,
+    beyond what its round trips explain, before the estimate counts as describing another clock
+    (it covers the drift of the local oscillator between syncs).
     """
 
     def __init__(
@@ -51,17 +81,24 @@ class TimeSync:
         max_samples: int = 16,
         *,
         best_fraction: float = 0.5,
-        now_ms: Callable[[], float] = wall_clock_ms,
+        step_tolerance_ms: float = 100.0,
+        local_ms: Callable[[], float] = monotonic_ms,
+        wall_ms: Callable[[], float] = wall_clock_ms,
     ) -> None:
         if max_samples < 1:
             raise ConfigError(f"max_samples must be >= 1, got {max_samples}")
         if not 0.0 < best_fraction <= 1.0:
             raise ConfigError(f"best_fraction must be in (0, 1], got {best_fraction}")
+        if not (math.isfinite(step_tolerance_ms) and step_tolerance_ms >= 0):
+            raise ConfigError(f"step_tolerance_ms must be finite and >= 0, got {step_tolerance_ms}")
         self._samples: deque[TimeSample] = deque(maxlen=max_samples)
         self._best_fraction = best_fraction
-        self._now_ms = now_ms
-        self._offset_ms = 0.0
+        self._tolerance = step_tolerance_ms
+        self._local_ms = local_ms
+        self._wall_ms = wall_ms
+        self._anchor: float | None = None  # the estimate; None without samples
         self.rejected = 0
+        self.steps = 0  # batches that proved the venue's clock (or ours) stepped
 
     @property
     def has_samples(self) -> bool:
@@ -69,7 +106,13 @@ class TimeSync:
 
     @property
     def offset_ms(self) -> float:
-        return self._offset_ms
+        """How far the venue's clock is ahead of this machine's wall clock now (0 without samples).
+
+        For people (status, logs): signing never uses it, and it moves when the wall clock is
+        stepped while the venue time we sign with does not."""
+        if self._anchor is None:
+            return 0.0
+        return self._local_ms() + self._anchor - self._wall_ms()
 
     @property
     def samples(self) -> tuple[TimeSample, ...]:
@@ -77,25 +120,78 @@ class TimeSync:
 
     def add_sample(self, local_send_ms: float, server_ms: float, local_recv_ms: float) -> bool:
         """Record one round trip; False (counted, logged) when it cannot be a real measurement."""
-        if not all(math.isfinite(v) for v in (local_send_ms, server_ms, local_recv_ms)):
-            return self._reject("non-finite value", local_send_ms, server_ms, local_recv_ms)
-        rtt = local_recv_ms - local_send_ms
-        if rtt < 0:
-            # Received before sent: the local clock jumped (NTP step) mid-request.
-            return self._reject("negative round trip", local_send_ms, server_ms, local_recv_ms)
-        self._samples.append(TimeSample(rtt, server_ms - (local_send_ms + local_recv_ms) / 2))
-        self._offset_ms = self._estimate()
+        sample = self._check(local_send_ms, server_ms, local_recv_ms)
+        if sample is None:
+            return False
+        self._samples.append(sample)
+        self._anchor = self._estimate()
         return True
 
+    def add_samples(self, samples: Iterable[Sample]) -> int:
+        """Record a batch (a periodic sync); returns how many were kept.
+
+        If at least two of them and more than half contradict the current estimate (it lies
+        outside what their round trips allow, by more than the tolerance), a clock has stepped:
+        the old samples describe it no longer, and only this batch counts. One contradicting
+        sample alone is not trusted to do that: a venue's clock glitch must not move us."""
+        batch = [raw for raw in samples if self._check(*raw) is not None]
+        contradicting = sum(1 for raw in batch if self._contradicts(*raw))
+        if len(batch) >= 2 and 2 * contradicting > len(batch):
+            self.steps += 1
+            log.warning("time sync: %d of %d new samples contradict the offset estimate: "
+                        "a clock stepped, the earlier samples are dropped", contradicting, len(batch))
+            self._samples.clear()
+        for raw in batch:
+            self._samples.append(self._sample(*raw))
+        if batch:
+            self._anchor = self._estimate()
+        return len(batch)
+
+    def replace(self, samples: Iterable[Sample]) -> int:
+        """Keep only these samples, e.g. after the venue refused a timestamp we signed with the old
+        ones (whose fast round trips would otherwise keep outvoting the new). If none of them is a
+        real measurement the old estimate stays: it beats signing with an unsynced wall clock."""
+        batch = [raw for raw in samples if self._check(*raw) is not None]
+        if not batch:
+            return 0
+        self._samples.clear()
+        for raw in batch:
+            self._samples.append(self._sample(*raw))
+        self._anchor = self._estimate()
+        return len(batch)
+
     def server_time_ms(self, now_ms: float | None = None) -> int:
-        """The server's clock now (or at local time ``now_ms``), in whole ms as venues expect."""
-        local = self._now_ms() if now_ms is None else now_ms
-        return math.floor(local + self._offset_ms)
+        """The venue's clock now (or at local monotonic time ``now_ms``), in whole ms as venues
+        expect. Without samples: the wall clock now, whatever ``now_ms`` says."""
+        if self._anchor is None:
+            return math.floor(self._wall_ms())
+        local = self._local_ms() if now_ms is None else now_ms
+        return math.floor(local + self._anchor)
 
     def clear(self) -> None:
-        """Forget every sample, e.g. after the venue rejected a timestamp we signed with them."""
+        """Forget every sample: the venue's time is the wall clock again until the next one."""
         self._samples.clear()
-        self._offset_ms = 0.0
+        self._anchor = None
+
+    def _check(self, send: float, server: float, recv: float) -> TimeSample | None:
+        if not all(math.isfinite(v) for v in (send, server, recv)):
+            self._reject("non-finite value", send, server, recv)
+            return None
+        if recv < send:  # received before sent: not a measurement on a monotonic clock
+            self._reject("negative round trip", send, server, recv)
+            return None
+        return self._sample(send, server, recv)
+
+    @staticmethod
+    def _sample(send: float, server: float, recv: float) -> TimeSample:
+        return TimeSample(recv - send, server - (send + recv) / 2)
+
+    def _contradicts(self, send: float, server: float, recv: float) -> bool:
+        # The venue read its clock at a local instant inside [send, recv] and reports whole ms
+        # (floored), so its true offset lies in (server - recv, server + 1 - send).
+        if self._anchor is None:
+            return False
+        return not server - recv - self._tolerance <= self._anchor <= server + 1 - send + self._tolerance
 
     def _estimate(self) -> float:
         by_rtt = sorted(self._samples, key=lambda s: s.rtt_ms)
@@ -106,7 +202,6 @@ class TimeSync:
             return offsets[mid]
         return (offsets[mid - 1] + offsets[mid]) / 2
 
-    def _reject(self, why: str, send: float, server: float, recv: float) -> bool:
+    def _reject(self, why: str, send: float, server: float, recv: float) -> None:
         self.rejected += 1
         log.warning("time sample dropped (%s): send=%s server=%s recv=%s", why, send, server, recv)
-        return False

@@ -7,12 +7,21 @@ listen key), let the venue log in (``on_connect``), re-send every remembered sub
 the venue's heartbeat, reconnect with exponential back-off and jitter, and watch each
 subscription for silence.
 
+A reconnect loop is also a way to get banned: a venue that accepts the socket and closes it at
+once (an overloaded or policing venue, Binance's 1008 "too many requests") would be redialled as
+fast as the back-off starts over. So the back-off starts over only after a connection *stayed up*
+``healthy_after`` seconds: no frame proves health (a subscription ack is a frame), and a close
+with code 1008 (policy) or 1013 (try again later) never counts as healthy however long it lasted.
+
 The consumer reads one ordered stream, :meth:`WsClient.items`, of :class:`WsMessage` and
 connection events. One stream rather than two, because order is the point: every message after
 a ``Connected`` belongs to the new connection, so the engine resyncs books and reconciles orders
 at exactly the right place. Events are never dropped; data messages beyond ``max_queue`` are
 dropped, counted, and force a reconnect, because after a lost message the only safe state is a
-resync, and a reconnect is the signal the engine already resyncs on.
+resync, and a reconnect is the signal the engine already resyncs on. The messages of that
+connection still waiting in the queue go too (the resync replaces what they would have told):
+kept, they would fill the queue of the next connection before the consumer even reaches its
+``Connected``, and it would overflow again at once.
 
 Timing runs on the injected :class:`~marketlink.net.clock.Clock` (heartbeat, pings, staleness,
 back-off), so tests drive it with a virtual clock.
@@ -38,6 +47,7 @@ from marketlink.net.clock import Clock, SystemClock
 from marketlink.net.errors import ConnectionFailed, RequestTimeout
 
 __all__ = [
+    "POLICY_CLOSES",
     "Closed",
     "Connected",
     "Disconnected",
@@ -58,6 +68,9 @@ log = logging.getLogger(__name__)
 _Socket = aiohttp.ClientWebSocketResponse[bool]
 _DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
 _DrainReason = tuple[str, int | None]
+#: Close codes that say "you, stop": policy violation (Binance: too many requests) and try again
+#: later (overload, maintenance). A connection ended so never resets the back-off.
+POLICY_CLOSES = frozenset({aiohttp.WSCloseCode.POLICY_VIOLATION, aiohttp.WSCloseCode.TRY_AGAIN_LATER})
 
 
 # -- what the consumer sees -------------------------------------------------------------------
@@ -178,7 +191,7 @@ class WsStats:
     connects: int = 0
     messages: int = 0
     malformed: int = 0
-    overflow: int = 0
+    overflow: int = 0  # messages lost to an overflow: refused frames and queued ones dropped
     pings_sent: int = 0
     pings_answered: int = 0
     stale: int = 0
@@ -232,7 +245,10 @@ class WsClient:
 
     ``key_of`` maps a decoded message to its subscription key (``None`` for acks and the like);
     with ``stale_after`` set, a subscription silent that long yields one :class:`Stale` event.
-    ``rng`` makes the back-off jitter reproducible. Single use: ``start()``, then ``stop()``.
+    ``rng`` makes the back-off jitter reproducible. ``healthy_after`` is how long a connection
+    must stay up for the back-off to start over (see the module docstring): a venue that drops
+    every connection sooner sees the back-off grow to ``backoff_max``. Single use: ``start()``,
+    then ``stop()``.
     """
 
     def __init__(
@@ -245,6 +261,7 @@ class WsClient:
         key_of: Callable[[Any], str | None] | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        healthy_after: float = 30.0,
         jitter: float = 0.5,
         rng: random.Random | None = None,
         clock: Clock | None = None,
@@ -261,6 +278,8 @@ class WsClient:
             raise ConfigError("stale_after needs key_of to know which subscription a message belongs to")
         if not 0 < backoff_base <= backoff_max or not 0 <= jitter < 1:
             raise ConfigError("need 0 < backoff_base <= backoff_max and 0 <= jitter < 1")
+        if not (math.isfinite(healthy_after) and healthy_after > 0):
+            raise ConfigError(f"healthy_after must be a positive number of seconds, got {healthy_after}")
         if max_queue < 1 or connect_timeout <= 0 or close_timeout <= 0:
             raise ConfigError("max_queue, connect_timeout and close_timeout must be positive")
         self._url = url
@@ -270,6 +289,7 @@ class WsClient:
         self._key_of = key_of
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
+        self._healthy_after = healthy_after
         self._jitter = jitter
         self._rng = rng if rng is not None else random.Random()
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -295,7 +315,7 @@ class WsClient:
         self._last_rx = 0.0
         self._last_seen: dict[str, float] = {}
         self._flagged: set[str] = set()
-        self._had_data = False
+        self._queued_data = 0  # WsMessage items in the queue (events are not counted)
         self._overflowed = False
 
     # -- public API ---------------------------------------------------------------------------
@@ -350,6 +370,8 @@ class WsClient:
         """Messages and events in arrival order, ending after :class:`Closed`. One consumer only."""
         while True:
             item = await self._queue.get()
+            if isinstance(item, WsMessage):
+                self._queued_data -= 1
             yield item
             if isinstance(item, Closed):
                 return
@@ -414,7 +436,7 @@ class WsClient:
         socket: _Socket | None = None
         connected_at: float | None = None
         code: int | None = None
-        self._had_data = self._overflowed = False
+        self._overflowed = False
         try:
             url = self._url if isinstance(self._url, str) else await self._url()
             async with asyncio.timeout(self._connect_timeout):
@@ -449,7 +471,7 @@ class WsClient:
             return reason, False
         self._emit(Disconnected(reason, code))
         lived = self._clock.time() - connected_at
-        return reason, not self._overflowed and (self._had_data or lived >= self._backoff_max)
+        return reason, lived >= self._healthy_after and not self._overflowed and code not in POLICY_CLOSES
 
     async def _resubscribe(self, socket: _Socket) -> None:
         # Under the lock, so a subscribe() racing the reconnect is sent exactly once: either here
@@ -523,16 +545,35 @@ class WsClient:
         if key is not None and key in self._last_seen:
             self._last_seen[key] = now
             self._flagged.discard(key)
-        if self._queue.qsize() >= self._max_queue:
+        if self._overflowed:  # the connection is being abandoned: nothing more of it is wanted
             self.stats.overflow += 1
-            if not self._overflowed:
-                self._overflowed = True
-                log.warning("%s: receive queue full (%d): drop and reconnect", self._name, self._max_queue)
-                _settle(drain, "receive queue overflow", None)
             return
-        self._had_data = True
+        if self._queued_data >= self._max_queue:
+            self._overflowed = True
+            dropped = self._drop_queued_data()
+            self.stats.overflow += 1 + dropped
+            log.warning("%s: receive queue full (%d): %d queued messages dropped, reconnecting",
+                        self._name, self._max_queue, dropped)
+            _settle(drain, "receive queue overflow", None)
+            return
         self.stats.messages += 1
+        self._queued_data += 1
         self._queue.put_nowait(WsMessage(decoded, key, now))
+
+    def _drop_queued_data(self) -> int:
+        """Empty the queue of data messages, keeping the events in their order; how many went."""
+        kept: list[WsItem] = []
+        dropped = 0
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, WsMessage):
+                dropped += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self._queue.put_nowait(item)
+        self._queued_data = 0
+        return dropped
 
     def _decode_frame(self, data: bytes | str) -> Any:
         try:

@@ -32,9 +32,9 @@ from marketlink.engine.status import StatusBoard
 from marketlink.engine.supervisor import Supervisor
 from marketlink.net.clock import VirtualClock
 from marketlink.net.errors import AuthError, ClockSkew, ConnectionFailed, MalformedMessage, VenueError
-from marketlink.net.http import RestRequest
+from marketlink.net.http import RestRequest, TimedAnswer
 from marketlink.net.throttler import Throttler
-from marketlink.net.timesync import TimeSync
+from marketlink.net.timesync import TimeSync, monotonic_ms
 from marketlink.venues.base import ClientIdRules, Endpoints, HeartbeatSpec, PlaceResult, Venue, VenueSpec
 
 D = Decimal
@@ -168,6 +168,7 @@ class FakeHttp:
     def __init__(self) -> None:
         self.requests: list[RestRequest] = []
         self.routes: dict[str, Handler] = {}
+        self.stamp_ms: Callable[[], float] = monotonic_ms
 
     def on(self, path: str, handler: Handler) -> None:
         self.routes[path] = handler
@@ -204,6 +205,12 @@ class FakeHttp:
         if isinstance(result, BaseException):
             raise result
         return result
+
+    async def timed_request(self, req: RestRequest) -> TimedAnswer:
+        """``request``, stamped on ``stamp_ms`` as the real client stamps its send and receipt."""
+        sent = self.stamp_ms()
+        payload = await self.request(req)
+        return TimedAnswer(payload, sent, self.stamp_ms())
 
     def sent(self, path: str) -> list[RestRequest]:
         return [r for r in self.requests if r.path == path]

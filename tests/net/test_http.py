@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import time
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
@@ -25,16 +28,21 @@ from marketlink.net.errors import (
     Rejected,
     RequestTimeout,
     ServerError,
+    Transient,
     VenueError,
 )
 from marketlink.net.http import (
+    MAX_BODY,
     HttpClient,
     PreparedRequest,
     RestRequest,
+    TimedAnswer,
     encode_query,
     prepare_unsigned,
+    retry_after_seconds,
 )
 from marketlink.net.throttler import Cost, RateLimit, Usage, Window
+from marketlink.net.timesync import monotonic_ms
 
 SECRET_KEY = "k3y-DO-NOT-LOG"
 WEIGHT = (Cost("weight", 1),)
@@ -130,7 +138,7 @@ class Venue:
         if name == "garbage":
             return web.Response(status=200, text="not json at all")
         if name == "empty":
-            return web.Response(status=200)
+            return web.json_response({})
         if name == "numbers":
             return web.Response(status=200, text='{"price":0.1,"qty":"2.50","n":3}')
         if name == "ratelimit":
@@ -154,6 +162,19 @@ class Venue:
             return web.json_response({"detail": "nope"}, status=404)
         if name == "usage":
             return web.json_response({"ok": 1}, headers={"X-Used-Weight": "1200"})
+        if name == "moved":  # the Location carries our signed query back: it must not be shown
+            return web.Response(status=302, headers={"Location": f"https://elsewhere.example{request.path_qs}"})
+        if name == "moved-json":
+            return web.json_response({"orderId": 1}, status=307, headers={"Location": "/elsewhere"})
+        if name == "nocontent":
+            return web.Response(status=204)
+        if name == "nobody":
+            return web.Response(status=200)
+        if name == "echo-error":  # a gateway that echoes the request in its error text
+            key, sign = request.headers.get("X-KEY"), request.headers.get("X-SIGN")
+            sig = request.query.get("signature")
+            text = f"bad request {request.raw_path} sig={sig} key={key} sign={sign}"
+            return web.json_response({"code": -1, "msg": text}, status=400)
         return web.Response(status=500)
 
 
@@ -265,7 +286,7 @@ async def test_get_sends_exact_query_and_decodes_json(venue: tuple[Venue, str], 
         assert answer["method"] == "GET"
         assert answer["query"] == "symbol=BTC-USDT&px=1.50"
         assert await client.request(get("/numbers")) == {"price": Decimal("0.1"), "qty": "2.50", "n": 3}
-        assert await client.request(get("/empty")) is None
+        assert await client.request(get("/empty")) == {}
         assert client.stats.requests == 3
         assert client.stats.errors == Counter()
 
@@ -426,7 +447,7 @@ async def test_429_backs_off_the_throttler_by_retry_after(
         await clock.wait_for_sleepers(1)
         assert clock.next_deadline == 7.0 and server.hits["empty"] == 0
         clock.advance(7.0)
-        assert await nxt is None
+        assert await nxt == {}
 
 
 async def test_418_refuses_orders_at_once_and_holds_reads_until_the_ban_ends(
@@ -446,7 +467,7 @@ async def test_418_refuses_orders_at_once_and_holds_reads_until_the_ban_ends(
         await clock.wait_for_sleepers(1)
         assert clock.next_deadline == 120.0  # a read now would extend the ban: it waits it out
         clock.advance(120.0)
-        assert await read is None
+        assert await read == {}
     assert server.hits["echo"] == 0 and server.hits["empty"] == 1
 
 
@@ -471,13 +492,16 @@ async def test_a_418_never_releases_reads_queued_behind_the_orders_it_refuses(
         assert info.value.local
         assert clock.next_deadline == 120.0 and not read.done()
         clock.advance(120.0)
-        assert await read is None
+        assert await read == {}
     assert server.hits["echo"] == 0 and server.hits["empty"] == 1
 
 
 @pytest.mark.parametrize(
     ("venue_says", "header", "expected"),
-    [(None, None, 3.0), (None, "Wed, 21 Oct 2015 07:28:00 GMT", 3.0), (None, "-5", 3.0), (12.0, "7", 12.0)],
+    [
+        (None, None, 3.0), (None, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0), (None, "-5", 3.0),
+        (None, "soon", 3.0), (None, "nan", 3.0), (12.0, "7", 12.0), (-1.0, "7", 7.0),
+    ],
 )
 async def test_rate_limit_duration_falls_back_in_order(
     serve: Any, make: MakeClient, venue_says: float | None, header: str | None, expected: float
@@ -634,7 +658,7 @@ async def test_a_callers_session_is_not_closed(venue: tuple[Venue, str], make: M
     _, url = venue
     async with aiohttp.ClientSession() as session:
         client, _ = make(url, session=session)
-        assert await client.request(get("/empty")) is None
+        assert await client.request(get("/empty")) == {}
         await client.close()
         assert not session.closed
 
@@ -651,3 +675,267 @@ async def test_secrets_never_reach_logs_or_error_texts(
     assert "/html502" in str(err.value)
     for text in (caplog.text, str(err.value)):
         assert SECRET_KEY not in text and "sig42" not in text and "timestamp" not in text
+
+
+# -- what is an answer: 1xx/3xx and empty successes are not ----------------------------------
+
+
+@pytest.mark.parametrize("path", ["/moved", "/moved-json", "/nocontent", "/nobody"])
+async def test_redirects_and_empty_successes_are_unknown_outcomes_naming_the_path_only(
+    venue: tuple[Venue, str], make: MakeClient, path: str
+) -> None:
+    server, url = venue
+    async with make(url, auth=FakeAuth(), time_ms=lambda: 42, retries=3, retry_backoff=0.0)[0] as client:
+        with pytest.raises(ServerError) as err:  # a Transient: an order behind it stays UNKNOWN
+            await client.request(post(path, params={"symbol": "BTCUSDT"}, signed=True))
+    assert isinstance(err.value, Transient) and err.value.status in (200, 204, 302, 307)
+    assert str(err.value).startswith(f"ServerError (HTTP {err.value.status}): POST {path}: HTTP ")
+    assert "sig42" not in str(err.value) and "elsewhere" not in str(err.value)
+    assert server.hits[path[1:]] == 1  # never followed, never sent again
+
+
+async def test_a_redirected_read_is_retried_like_any_transient_answer(
+    venue: tuple[Venue, str], make: MakeClient
+) -> None:
+    server, url = venue
+    async with make(url, retries=1, retry_backoff=0.0)[0] as client:
+        with pytest.raises(ServerError, match="HTTP 307 is not an API answer"):
+            await client.request(get("/moved-json"))
+    assert server.hits["moved-json"] == 2
+
+
+# -- aiohttp never sends a request twice behind our back --------------------------------------
+
+
+class DroppingVenue:
+    """A raw HTTP server that reads each request, counts it, and drops the connection without
+    an answer: the venue may have executed it (the audit's h1 case, a cancel)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.seen.append(head.split(b" ", 1)[0].decode())
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+@pytest.mark.parametrize(("method", "retries", "sent"), [("DELETE", 3, 1), ("PUT", 3, 1), ("GET", 1, 2)])
+async def test_a_dropped_connection_is_never_resent_by_aiohttp(
+    make: MakeClient, method: str, retries: int, sent: int, own_session: bool
+) -> None:
+    # aiohttp re-sends GET, PUT and DELETE once after ServerDisconnectedError unless the session's
+    # _retry_connection is off. If a future aiohttp ignores that attribute, a DELETE is seen twice.
+    venue = DroppingVenue()
+    async with venue as url, aiohttp.ClientSession() as caller_session:
+        session = None if own_session else caller_session
+        client, _ = make(url, retries=retries, retry_backoff=0.0, session=session)
+        async with client:
+            with pytest.raises(ConnectionFailed, match="ServerDisconnectedError"):
+                await client.request(RestRequest(method, "/api/v3/order", costs=WEIGHT))
+    assert venue.seen == [method] * sent  # a cancel is sent once; a read only as often as we retry
+    assert client.stats.requests == sent and client.stats.retries == sent - 1
+
+
+# -- the size of an answer is bounded ----------------------------------------------------------
+
+
+CAP = 1000
+
+
+class BigVenue:
+    """JSON bodies of an exact size, with or without a Content-Length; and endless ones."""
+
+    def __init__(self) -> None:
+        self.endless = asyncio.Event()  # set at teardown: an endless body then ends
+        app = web.Application()
+        app.router.add_get("/sized/{n}", self.sized)
+        app.router.add_get("/chunked/{n}", self.chunked)
+        app.router.add_get("/announced", self.announced)
+        app.router.add_get("/endless", self.endless_body)
+        self.app = app
+
+    @staticmethod
+    def body(n: int) -> bytes:
+        return b"[" + b" " * (n - 2) + b"]"
+
+    async def sized(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.body(int(request.match_info["n"])), content_type="application/json")
+
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        body = self.body(int(request.match_info["n"]))
+        for start in range(0, len(body), 300):
+            await resp.write(body[start:start + 300])
+        await resp.write_eof()
+        return resp
+
+    async def announced(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 300 * 2**20  # announced, never sent
+        await resp.prepare(request)
+        await self.endless.wait()
+        return resp
+
+    async def endless_body(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b"[" + b" " * 700)
+        await resp.write(b" " * 700)  # past the cap, and then the body never ends
+        await self.endless.wait()
+        return resp
+
+
+@pytest.fixture
+async def big(serve: Any) -> AsyncIterator[str]:
+    venue = BigVenue()
+    server = await serve(venue.app)
+    yield server.http_url
+    venue.endless.set()
+
+
+@pytest.mark.parametrize("kind", ["sized", "chunked"])
+async def test_an_answer_up_to_the_cap_is_read_and_one_byte_more_is_refused(
+    big: str, make: MakeClient, kind: str
+) -> None:
+    async with make(big, max_body=CAP, retries=0)[0] as client:
+        assert await client.request(get(f"/{kind}/{CAP}")) == []
+        with pytest.raises(MalformedMessage, match=f"above the {CAP}-byte cap") as err:
+            await client.request(get(f"/{kind}/{CAP + 1}"))
+        assert err.value.status == 200 and client.stats.errors == Counter({"MalformedMessage": 1})
+
+
+@pytest.mark.parametrize("path", ["/announced", "/endless"])
+async def test_an_oversized_answer_is_refused_without_reading_it_to_the_end(
+    big: str, make: MakeClient, path: str
+) -> None:
+    # Both bodies never end: a client that read them whole would wait until its timeout.
+    async with make(big, max_body=CAP, retries=0, timeout=30.0)[0] as client:
+        with pytest.raises(MalformedMessage, match="cap"):
+            await asyncio.wait_for(client.request(get(path)), 5.0)
+
+
+def test_the_default_cap_is_64_mib_and_a_cap_must_be_positive(make: MakeClient) -> None:
+    assert MAX_BODY == 64 * 2**20
+    with pytest.raises(ConfigError):
+        make("http://127.0.0.1:1", max_body=0)
+
+
+# -- Retry-After as an HTTP-date --------------------------------------------------------------
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    at = 4_096_250_880.0  # Wed, 21 Oct 2099 07:28:00 GMT
+    assert retry_after_seconds("Wed, 21 Oct 2099 07:28:00 GMT", at - 120) == 120.0
+    assert retry_after_seconds("Wed, 21 Oct 2099 07:28:00 -0000", at - 120) == 120.0
+    assert retry_after_seconds("Wed, 21 Oct 2099 07:28:00 GMT", at + 5) == 0.0  # past: now
+    assert retry_after_seconds("7", at) == 7.0
+    for bad in ("soon", "-5", "inf", "nan", "", "Wed, 99 Foo 2099"):
+        assert retry_after_seconds(bad, at) is None
+
+
+async def test_a_429_with_an_http_date_backs_off_until_that_date(serve: Any, make: MakeClient) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        later = email.utils.formatdate(time.time() + 3600, usegmt=True)
+        return web.json_response({"code": -1003}, status=429, headers={"Retry-After": later})
+
+    app = web.Application()
+    app.router.add_get("/x", handler)
+    server = await serve(app)
+    client, spy = make(server.http_url, rate_limit_backoff=1.0)
+    async with client:
+        with pytest.raises(RateLimited) as info:
+            await client.request(get("/x"))
+    wait = info.value.retry_after
+    assert wait is not None and 3500 < wait <= 3600  # an hour, not the 1 s fallback
+    assert spy.feedback() == [("back_off", wait)]
+
+
+# -- venue texts are redacted of the request's secrets ----------------------------------------
+
+
+class HeaderAuth:
+    """Signs in headers, as Bybit does, with a signature holding characters that get quoted."""
+
+    def sign(self, request: RestRequest, timestamp_ms: int) -> PreparedRequest:
+        query = encode_query({**(request.params or {}), "signature": "c2lnbmF0dXJl+/x="})
+        return PreparedRequest(request.method, f"{request.path}?{query}", None,
+                               {"X-KEY": SECRET_KEY, "X-SIGN": "HDRSIGNATURE0123456789"})
+
+
+@pytest.mark.parametrize("auth", [FakeAuth(), HeaderAuth()], ids=["query-signed", "header-signed"])
+async def test_a_venue_echoing_the_request_never_puts_its_secrets_in_errors_or_logs(
+    venue: tuple[Venue, str], make: MakeClient, caplog: pytest.LogCaptureFixture, auth: Any
+) -> None:
+    _, url = venue
+    caplog.set_level(logging.DEBUG)
+    async with make(url, auth=auth, time_ms=lambda: 42, retries=0)[0] as client:
+        with pytest.raises(Rejected) as err:
+            await client.request(get("/echo-error", params={"symbol": "BTCUSDT"}, signed=True))
+    logging.getLogger("engine").exception("request failed: %s", err.value, exc_info=err.value)
+    ours = "\n".join(caplog.handler.format(r) for r in caplog.records if r.name != "aiohttp.access")
+    texts = [str(err.value), repr(err.value), err.value.reason, ours,
+             "".join(traceback.format_exception(err.value))]
+    secrets = (SECRET_KEY, "sig42", "c2lnbmF0dXJl", "HDRSIGNATURE0123456789")
+    for text in texts:
+        assert not [s for s in secrets if s in text], text
+    assert err.value.code == -1 and "bad request /echo-error?symbol=BTCUSDT" in err.value.reason
+    assert "<redacted>" in err.value.reason
+
+
+async def test_timed_request_brackets_the_send_and_excludes_the_throttler_wait(
+    venue: tuple[Venue, str], make: MakeClient, clock: VirtualClock
+) -> None:
+    server, url = venue
+    server.fail_first = 1
+    client, _ = make(url, stamp_ms=lambda: clock.time() * 1000, limits=[RateLimit.simple("weight", 1, 10.0)],
+                     retries=1, retry_backoff=0.5)
+    async with client:
+        first = await client.timed_request(get("/empty"))
+        assert first == TimedAnswer({}, 0.0, 0.0)
+        # Queued 10 s behind the full pool, then a 503 and a 0.5 s back-off before the retry:
+        # the answer is timed from the attempt that was answered, after all of that.
+        task = asyncio.create_task(client.timed_request(get("/flaky")))
+        await clock.wait_for_sleepers(1)
+        clock.advance(10.0)
+        await clock.wait_for_sleepers(1)
+        clock.advance_to(10.5)
+        await clock.wait_for_sleepers(1)
+        clock.advance_to(20.0)  # the retry waits for the pool again
+        answer = await task
+    assert answer == TimedAnswer({"ok": True}, 20_000.0, 20_000.0)
+
+
+async def test_timed_request_instants_surround_the_venue_reading_its_clock(
+    serve: Any, make: MakeClient
+) -> None:
+    handled: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        handled.append(monotonic_ms())
+        return web.json_response({"serverTime": 1})
+
+    app = web.Application()
+    app.router.add_get("/time", handler)
+    server = await serve(app)
+    async with make(server.http_url)[0] as client:
+        answer = await client.timed_request(get("/time"))
+    assert answer.payload == {"serverTime": 1}
+    assert answer.sent_ms <= handled[0] <= answer.received_ms

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -185,6 +186,9 @@ def test_heartbeat_and_client_configuration_are_validated() -> None:
         WsClient("ws://x", heartbeat=hb, backoff_base=0)
     with pytest.raises(ConfigError):
         WsClient("ws://x", heartbeat=hb, max_queue=0)
+    for healthy_after in (0.0, math.inf):
+        with pytest.raises(ConfigError):
+            WsClient("ws://x", heartbeat=hb, healthy_after=healthy_after)
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -481,11 +485,11 @@ async def test_a_silent_subscription_yields_one_stale_event(
     client.reconnect("engine: resync b")  # the engine's choice after a Stale
     assert await expect(items, Disconnected) == Disconnected("engine: resync b", None)
     again = await expect(items, Reconnecting)
-    assert again.attempt == 1  # the connection had delivered data: back-off starts over
+    assert again.attempt == 1  # the first failure; data alone would not have reset a count
 
 
-async def test_queue_overflow_drops_counts_and_forces_a_resync(
-    venue: tuple[WsVenue, str], make: Callable[..., WsClient]
+async def test_queue_overflow_drops_the_abandoned_backlog_and_keeps_the_events(
+    venue: tuple[WsVenue, str], make: Callable[..., WsClient], clock: VirtualClock
 ) -> None:
     server, url = venue
     client = make(url, max_queue=2)
@@ -496,9 +500,105 @@ async def test_queue_overflow_drops_counts_and_forces_a_resync(
     for i in range(4):
         await conn.send({"i": i})
     await asyncio.wait_for(conn.closed.wait(), STEP)
-    assert [(await expect(items, WsMessage)).data["i"] for _ in range(2)] == [0, 1]
+    # Messages 0 and 1 of the abandoned connection are gone (the resync replaces them); the
+    # connection's events are all there, in order.
     assert await expect(items, Disconnected) == Disconnected("receive queue overflow", None)
-    assert client.stats.overflow >= 1
+    assert client.stats.overflow >= 3  # the two queued and at least the frame that overflowed
+    await sit_out(clock, await expect(items, Reconnecting))
+    assert await expect(items, Connected) == Connected(url, 2)
+    # The new connection starts with an empty backlog: its first messages fit and are delivered.
+    second = await server.next_conn()
+    for i in (10, 11):
+        await second.send({"i": i})
+    assert [(await expect(items, WsMessage)).data["i"] for _ in range(2)] == [10, 11]
+    assert client.connected and client.stats.connects == 2
+
+
+# -- reconnect rate: the back-off must survive a venue that accepts and then drops us ---------
+
+#: Binance: 300 connection attempts per 5 min per IP (exchange-protocols.md §2.5). A process has
+#: several sockets (market data, user stream, a connector per venue...), so one client may use
+#: a tenth of it at most.
+BINANCE_CONNECTIONS, BINANCE_WINDOW = 300, 300.0
+PER_CLIENT = BINANCE_CONNECTIONS // 10
+
+
+class AckThenDrop:
+    """Acks the subscription as Binance does (``{"result":null,"id":N}``), then closes with a
+    code: the audit's w2 case, where the ack used to count as proof of a healthy connection."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.handshakes = 0
+        app = web.Application()
+        app.router.add_get("/ws", self.handle)
+        self.app = app
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.handshakes += 1
+        sub = await ws.receive()
+        if sub.type is WSMsgType.TEXT:
+            await ws.send_str(json.dumps({"result": None, "id": json.loads(sub.data)["id"]}))
+        await ws.close(code=self.code, message=b"Too many requests")
+        return ws
+
+
+@pytest.mark.parametrize("code", [1008, 1013, 1000])
+async def test_a_venue_that_acks_then_drops_sees_a_growing_back_off_within_its_connection_limit(
+    serve: Any, make: Callable[..., WsClient], clock: VirtualClock, code: int
+) -> None:
+    venue = AckThenDrop(code)
+    server = await serve(venue.app)
+    client = make(server.ws_url, rng=random.Random(7))  # the engine's back-off: 0.5 s doubling to 30 s
+    await client.subscribe("depth", {"method": "SUBSCRIBE", "params": ["btcusdt@depth@100ms"], "id": 1})
+    items = client.items()
+    await client.start()
+    connected_at: list[float] = []
+    attempts: list[int] = []
+    # Bounded: stops at the end of Binance's window, or as soon as the limit share is exceeded.
+    while clock.time() < BINANCE_WINDOW and venue.handshakes <= PER_CLIENT:
+        item = await nxt(items)
+        if isinstance(item, Connected):
+            connected_at.append(clock.time())
+        elif isinstance(item, Disconnected):
+            assert item.code == code
+        elif isinstance(item, Reconnecting):
+            attempts.append(item.attempt)
+            await sit_out(clock, item)
+    assert venue.handshakes <= PER_CLIENT, f"{venue.handshakes} connections in {clock.time():.0f} s"
+    assert attempts == list(range(1, len(attempts) + 1))  # never reset: every connection failed
+    assert len(connected_at) >= 8 and connected_at[-1] - connected_at[-2] >= 15.0  # at the cap
+
+
+async def test_the_back_off_starts_over_only_after_a_connection_stayed_up(
+    venue: tuple[WsVenue, str], make: Callable[..., WsClient], clock: VirtualClock
+) -> None:
+    server, url = venue
+    client = make(url, healthy_after=30.0, heartbeat=Heartbeat.server_pings(3600.0))
+    items = client.items()
+    await client.start()
+
+    async def live_for(seconds: float, code: int = 1000) -> Reconnecting:
+        await expect(items, Connected)
+        conn = await server.next_conn()
+        await conn.send({"data": 1})  # data flowing proves nothing by itself
+        await expect(items, WsMessage)
+        clock.advance(seconds)
+        await conn.ws.close(code=code)
+        assert (await expect(items, Disconnected)).code == code
+        event: Reconnecting = await expect(items, Reconnecting)
+        await sit_out(clock, event)
+        return event
+
+    assert (await live_for(10.0)).attempt == 1
+    assert (await live_for(29.0)).attempt == 2  # short-lived, with data: still failing
+    assert (await live_for(30.0)).attempt == 1  # stayed up: the count starts over
+    assert (await live_for(10.0)).attempt == 2
+    assert (await live_for(600.0, code=1013)).attempt == 3  # "try again later" is a failure
+    assert (await live_for(600.0, code=1008)).attempt == 4  # so is a policy close, however late
+    assert (await live_for(600.0)).attempt == 1
 
 
 # -- shutdown ---------------------------------------------------------------------------------

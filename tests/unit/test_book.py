@@ -612,7 +612,8 @@ def cut_book() -> OrderBook:
     """Bids at 100, 99, 98 from a snapshot asked for 3 levels (so cut: 97 and below are unknown),
     asks at 101, 102 from the same request (whole: fewer than 3)."""
     book = OrderBook(2, "binance_spot")
-    book.apply_snapshot([["100", "1"], ["99", "2"], ["98", "3"]], [["101", "1"], ["102", "1"]], 10, depth_limit=3)
+    bids, asks = [["100", "1"], ["99", "2"], ["98", "3"]], [["101", "1"], ["102", "1"]]
+    book.apply_snapshot(bids, asks, 10, depth_limit=3)
     return book
 
 

@@ -171,8 +171,16 @@ def status_line(snap: Mapping[str, Any]) -> str:
     return (
         f"t={float(snap.get('elapsed', 0.0)):6.1f}s {quotes} orders={len(snap.get('orders', ()))} "
         f"placed={snap.get('orders_placed', 0)} fills={snap.get('fills', 0)} "
-        f"pnl={_pnl_text(snap)} state={snap.get('state', '?')}"
+        f"pnl={_pnl_text(snap)} state={snap.get('state', '?')}{_journal_text(snap)}"
     )
+
+
+def _journal_text(snap: Mapping[str, Any]) -> str:
+    """Said only when a journal write is failing (its rows are kept and retried meanwhile)."""
+    journal = snap.get("journal") or {}
+    if not journal.get("failing"):
+        return ""
+    return f" JOURNAL-FAILING rows_pending={journal.get('rows_pending', '?')} ({journal.get('last_error')})"
 
 
 def _pnl_text(snap: Mapping[str, Any]) -> str:
@@ -216,6 +224,11 @@ def status_view(snap: Mapping[str, Any]) -> Group:
     if snap.get("last_error"):
         tail += f" · last error: {snap['last_error']}"
     parts.append(Text(tail))
+    journal = snap.get("journal") or {}
+    if journal.get("failing"):
+        parts.append(Text(f"journal writes failing ({journal.get('write_failures')} attempts, "
+                          f"{journal.get('rows_pending')} rows kept and retried): "
+                          f"{journal.get('last_error')}", style="bold red"))
     for key, value in snap.get("strategy_status", {}).items():
         parts.append(Text(f"{key}: {value}", style="dim"))
     return Group(*parts)

@@ -16,6 +16,9 @@ app = typer.Typer(
     help="Exchange connectors for algorithmic traders, with a local sandbox exchange.",
     no_args_is_help=True,
     add_completion=False,
+    # Never print a frame's locals with a traceback: here they hold API keys, secrets and the key
+    # store password. Explicit, because Typer before 0.23 showed them by default.
+    pretty_exceptions_show_locals=False,
 )
 
 

@@ -6,12 +6,27 @@ nothing is asked), and pure market making on BTC-USDT quoted tightly enough that
 flow fills it within seconds. With ``CONFIG.yml`` it runs that file's strategy on the venues it
 names, with keys from the key store (or on the sandbox with ``--sandbox``).
 
+With ``CONFIG.yml --sandbox-url URL`` it runs on a ``marketlink sandbox`` started separately, with
+the keys in ``MARKETLINK_API_KEY``/``MARKETLINK_API_SECRET`` (what the sandbox printed): a sandbox
+that outlives the bot, so a crash and a restart can be tried offline.
+
 Either way one session does the same things in the same order, because the order is what makes a
-stop clean: connectors started (progress shown), the journal attached before the first order,
-the runner started; then the live view until Ctrl-C, SIGTERM or ``--duration``; then the runner
-stopped (it cancels the strategy's orders and waits for the confirmations), the connectors
-stopped with a last cancel of anything left, the journal drained, and a summary printed from the
-journal itself, so what is printed is exactly what ``marketlink history`` will show.
+stop clean: connectors started (progress shown) with the journal attached before the first order
+and the bot's open orders from its last run restored; **those orders cancelled, confirmed,
+before the strategy starts** (no strategy manages them: left alone they would rest at an old
+run's prices next to the new quotes, locking balance; one that cannot be cancelled stops the
+session unless ``runner.start_with_uncancelled_orders`` says otherwise); the runner started; then
+the live view until Ctrl-C, SIGTERM, ``--duration`` or the strategy stopping itself (too many
+errors in a row: exit code 3); then the runner stopped (it cancels the strategy's orders and
+waits for the confirmations), the connectors stopped with a last cancel of anything left, the
+journal drained, and a summary printed from the journal itself, so what is printed is exactly
+what ``marketlink history`` will show.
+
+Each configured connector is its own bot in the journal (own orders, own client-id instance):
+the first connector on a venue is journalled under the bot's name, any other one on the same
+venue under ``<bot>/<connector>``, so a config with one connector per venue keeps the identity it
+always had. A ``--sandbox-url`` run is journalled apart from live runs (venue ``<venue>@sandbox``):
+a sandbox session must never restore, or cancel, a live bot's orders.
 """
 
 from __future__ import annotations
@@ -39,12 +54,23 @@ if TYPE_CHECKING:
     from marketlink.sandbox.server import Sandbox
     from marketlink.strategy import StrategyConfig, StrategyRunner
 
-__all__ = ["MAIN_PAIR", "Session", "main_job_parameters", "run"]
+__all__ = [
+    "EXIT_LEFT_OPEN",
+    "EXIT_STRATEGY_FAILED",
+    "MAIN_PAIR",
+    "Session",
+    "journal_identities",
+    "main_job_parameters",
+    "run",
+]
 
 log = logging.getLogger(__name__)
 
 MAIN_PAIR = "BTC-USDT"
 MAIN_CONNECTOR = "binance"
+#: Exit codes besides 0 (clean), 2 (bad config) and 130 (interrupted while starting).
+EXIT_LEFT_OPEN = 1  # orders not confirmed cancelled (at the stop, or left by the last run)
+EXIT_STRATEGY_FAILED = 3  # the strategy stopped itself after max_consecutive_errors
 
 
 def main_job_parameters() -> dict[str, Any]:
@@ -70,6 +96,11 @@ _DURATION = typer.Option("--duration", min=0.0, help="Stop after this many secon
 _SEED = typer.Option("--seed", help="Seed of the sandbox's market flow.")
 _SANDBOX = typer.Option("--sandbox", help="Run CONFIG on the embedded sandbox with its demo keys.")
 _BOT = typer.Option("--bot", help="Name in the journal (default: 'main', or CONFIG's file name).")
+_SANDBOX_URL = typer.Option(
+    "--sandbox-url",
+    help="Run CONFIG on a `marketlink sandbox` at this URL, with the keys in MARKETLINK_API_KEY and "
+    "MARKETLINK_API_SECRET; journalled apart from live runs.",
+)
 
 
 def run(
@@ -78,24 +109,32 @@ def run(
     seed: Annotated[int, _SEED] = 7,
     sandbox: Annotated[bool, _SANDBOX] = False,
     bot: Annotated[str | None, _BOT] = None,
+    sandbox_url: Annotated[str | None, _SANDBOX_URL] = None,
 ) -> None:
     """Run a strategy live: with no CONFIG, market making on the embedded sandbox (the main job)."""
     from rich.console import Console
 
     from marketlink.cli.status_cmd import MAIN_BOT
-    from marketlink.core.errors import MarketlinkError
+    from marketlink.core.errors import ConfigError, MarketlinkError
     from marketlink.strategy import load_config, parse_config
 
     console = Console(highlight=False)
     try:
+        if sandbox_url is not None and (config is None or sandbox):
+            raise ConfigError("--sandbox-url runs a CONFIG file on a sandbox started separately: "
+                              "give CONFIG, and not --sandbox (the embedded one)")
         if config is None:
             strategy = parse_config(_main_job_yaml(), source="the main job")
             use_sandbox, name = True, bot or MAIN_BOT
         else:
             strategy = load_config(config)
             use_sandbox, name = sandbox, bot or config.stem
-        credentials = {} if use_sandbox else _credentials_for(strategy)
-        session = Session(strategy, name, console, sandbox=use_sandbox, seed=seed, credentials=credentials)
+        if sandbox_url is not None:
+            credentials = _sandbox_credentials(strategy, sandbox_url)
+        else:
+            credentials = {} if use_sandbox else _credentials_for(strategy)
+        session = Session(strategy, name, console, sandbox=use_sandbox, seed=seed, credentials=credentials,
+                          sandbox_url=sandbox_url)
         code = asyncio.run(session.run(duration))
     except MarketlinkError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -127,6 +166,38 @@ def _credentials_for(config: StrategyConfig) -> dict[str, Credentials]:
     return {name: store.get(s.venue, password) for name, s in config.connectors.items()}
 
 
+def _sandbox_credentials(config: StrategyConfig, url: str) -> dict[str, Credentials]:
+    """The sandbox's keys, from the environment (a sandbox prints them; the key store holds the
+    live ones, which a sandbox would refuse and must never receive)."""
+    from marketlink.cli.connect_cmd import ENV_API_KEY, ENV_API_SECRET
+    from marketlink.core.credentials import Credentials
+    from marketlink.core.errors import ConfigError
+
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--sandbox-url must be an http:// or https:// URL, got {url!r}")
+    key, secret = os.environ.get(ENV_API_KEY, ""), os.environ.get(ENV_API_SECRET, "")
+    if not key or not secret:
+        raise ConfigError(f"--sandbox-url needs the sandbox's demo keys in {ENV_API_KEY} and "
+                          f"{ENV_API_SECRET} (marketlink sandbox prints them)")
+    return {name: Credentials(key, api_secret=secret) for name in config.connectors}
+
+
+def journal_identities(
+    connectors: Mapping[str, str], bot: str, *, sandbox_url: str | None = None
+) -> dict[str, tuple[str, str]]:
+    """Connector name -> (bot name, venue key) in the journal, for connectors given as name ->
+    venue in the config's order. One bot per connector, so two connectors on one venue never
+    restore (or total) each other's orders; the first on a venue keeps the plain bot name, so
+    a config with one connector per venue keeps the identity (and the orders) it always had."""
+    out: dict[str, tuple[str, str]] = {}
+    taken: set[str] = set()
+    for name, venue in connectors.items():
+        key = venue.lower() if sandbox_url is None else f"{venue.lower()}@sandbox"
+        out[name] = (bot if key not in taken else f"{bot}/{name}", key)
+        taken.add(key)
+    return out
+
+
 @dataclass
 class _Tally:
     """Counts the session shows live; the summary comes from the journal."""
@@ -145,7 +216,9 @@ class _Tally:
 
 class Session:
     """One run of one strategy: start, live view, clean stop, summary. ``await run(duration)``
-    returns the exit status (0 clean, 1 when orders could not be confirmed cancelled)."""
+    returns the exit status: 0 clean; 1 (``EXIT_LEFT_OPEN``) when orders could not be confirmed
+    cancelled, at the stop or, left by the last run, at the start; 3 (``EXIT_STRATEGY_FAILED``)
+    when the strategy stopped itself after too many errors; 130 when interrupted while starting."""
 
     def __init__(
         self,
@@ -158,6 +231,7 @@ class Session:
         credentials: Mapping[str, Credentials] | None = None,
         home: Path | None = None,
         start_timeout: float = 60.0,
+        sandbox_url: str | None = None,
     ) -> None:
         self.config = config
         self.bot = bot
@@ -179,6 +253,10 @@ class Session:
         self.started_wall = time.time()
         self.started = time.monotonic()
         self.start_balances: dict[str, dict[str, Decimal]] = {}
+        self.sandbox_url = sandbox_url.rstrip("/") if sandbox_url else None
+        #: what became of the orders the last run left open: (connector, CancelResult) each
+        self.leftovers: list[tuple[str, Any]] = []
+        self.leftovers_refused = False  # some could not be cancelled: the strategy was not started
 
     # -- the whole run ------------------------------------------------------------------------------
 
@@ -197,27 +275,32 @@ class Session:
                 installed.append(sig)
         timer = loop.call_later(duration, self.stop.set) if duration is not None else None
         left_open: list[str] = []
+        watcher: asyncio.Task[None] | None = None
         try:
-            if not await self._start(home):
+            if await self._start(home):
+                watcher = asyncio.create_task(self._watch_runner())
+                view = View(self._fingerprint, self._render, self._line)
+                display = LiveDisplay(self.console)
+
+                async def publish() -> None:
+                    while not self.stop.is_set():
+                        writer.offer(self.snapshot())
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self.stop.wait(), 0.25)
+
+                publisher = asyncio.create_task(publish())
+                with display:
+                    await follow(display, view, self.stop)
+                await publisher
+                self.console.print(f"stopping ({self.reason}): cancelling orders ...")
+                left_open = await self._shutdown()
+            elif not self.leftovers_refused:
                 return 130 if self.reason == "interrupted" else 1
-            view = View(self._fingerprint, self._render, self._line)
-            display = LiveDisplay(self.console)
-
-            async def publish() -> None:
-                while not self.stop.is_set():
-                    writer.offer(self.snapshot())
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stop.wait(), 0.25)
-
-            publisher = asyncio.create_task(publish())
-            with display:
-                await follow(display, view, self.stop)
-            await publisher
-            self.console.print(f"stopping ({self.reason}): cancelling orders ...")
-            left_open = await self._shutdown()
         finally:
             if timer is not None:
                 timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
             if self.runner is None or self.connectors:
                 left_open += await self._shutdown()
             for sig in installed:
@@ -226,7 +309,22 @@ class Session:
             snap.update(running=False, state="stopped", stop_reason=self.reason)
             writer.offer(snap, force=True)
         self._print_summary(left_open)
-        return 1 if left_open else 0
+        if self.runner is not None and self.runner.stopped_by_errors:
+            return EXIT_STRATEGY_FAILED
+        return EXIT_LEFT_OPEN if left_open or self.leftovers_refused else 0
+
+    async def _watch_runner(self) -> None:
+        """The strategy may stop on its own (``max_consecutive_errors``): the session ends with
+        it, as on a normal stop, rather than keeping connectors and a live view up around a
+        strategy that no longer runs."""
+        assert self.runner is not None
+        await self.runner.wait_stopped()
+        if not self.stop.is_set():
+            self.reason = f"the strategy stopped: {self.runner.stop_reason}"
+            if self.runner.stopped_by_errors:
+                log.error("the strategy stopped after too many errors (%s): ending the session",
+                          self.runner.stop_reason)
+            self.stop.set()
 
     def _interrupt(self) -> None:
         if not self.stop.is_set():
@@ -253,14 +351,22 @@ class Session:
                                f"(seed {self.seed}), demo account")
         self.journal = Journal.open(journal_path(home))
         starts: list[asyncio.Task[None]] = []
+        identities = journal_identities({n: s.venue for n, s in self.config.connectors.items()}, self.bot,
+                                        sandbox_url=self.sandbox_url)
         for name, settings in self.config.connectors.items():
-            record = self.journal.bot(self.bot, settings.venue)
+            bot_name, venue_key = identities[name]
+            record = self.journal.bot(bot_name, venue_key)
             self.bot_ids[name] = record.bot_id
             conn_config = ConnectorConfig(client_id_instance=record.client_id_instance)
             creds = self.credentials.get(name)
+            endpoints = None
+            if self.sandbox_url is not None:
+                from marketlink.venues.registry import REGISTRY
+
+                endpoints = REGISTRY.lookup(settings.venue).local_endpoints(self.sandbox_url)
             connecting = marketlink.connect(
-                settings.venue, settings.trading_pairs, sandbox=self.sandbox,
-                domain="com" if self.sandbox is not None else settings.domain,
+                settings.venue, settings.trading_pairs, sandbox=self.sandbox, endpoints=endpoints,
+                domain="com" if self.sandbox is not None or endpoints is not None else settings.domain,
                 api_key=creds.api_key if creds else None, api_secret=creds.api_secret if creds else None,
                 private_key_pem=creds.private_key_pem if creds else None,
                 config=conn_config, timeout=self.start_timeout,
@@ -276,17 +382,56 @@ class Session:
             starts.append(asyncio.create_task(conn.start(restore=restore, timeout=self.start_timeout)))
         if not await self._wait_started(starts):
             return False
+        if not await self._cancel_leftovers():
+            return False
         self.start_balances = {
             n: {a: b.total for a, b in c.balances().items()} for n, c in self.connectors.items()
         }
         self.runner = build_runner(self.config, self.connectors)
         await self.runner.start()
-        where = "the sandbox" if self.sandbox is not None else ", ".join(
-            f"{s.venue} ({s.domain})" for s in self.config.connectors.values())
+        if self.sandbox is not None:
+            where = "the sandbox"
+        elif self.sandbox_url is not None:
+            where = f"the sandbox at {self.sandbox_url}"
+        else:
+            where = ", ".join(f"{s.venue} ({s.domain})" for s in self.config.connectors.values())
         self.console.print(f"running {self.config.strategy} as bot {self.bot!r} on {where}; "
                            "Ctrl-C stops, cancels the orders and prints a summary")
         self.started = time.monotonic()
         return True
+
+    async def _cancel_leftovers(self) -> bool:
+        """Cancel every live order the bot's last run left (restored from the journal, or adopted
+        from the venue by the reconciler) and wait for the confirmations, within the runner's
+        ``cancel_timeout``. Nothing of the strategy runs yet, so every live order of these
+        connectors' client-id instances is a leftover. False (the strategy is not started) when
+        one cannot be confirmed cancelled, unless ``runner.start_with_uncancelled_orders``."""
+        timeout = self.config.runner.cancel_timeout
+        results = await asyncio.gather(*(c.cancel_all(timeout) for c in self.connectors.values()))
+        failed: list[str] = []
+        for name, outcome in zip(self.connectors, results, strict=True):
+            for r in outcome:
+                self.leftovers.append((name, r))
+                what = f"{name}: order {r.client_order_id} ({r.trading_pair}) left by the last run"
+                if r.success:
+                    log.info("%s: %s", what, r.outcome)
+                    self.console.print(f"{what}: {r.outcome}")
+                else:
+                    failed.append(r.client_order_id)
+                    log.error("%s: NOT cancelled: %s (%s)", what, r.outcome, r.reason)
+                    self.console.print(f"{what}: NOT cancelled: {r.outcome} ({r.reason})")
+        if not failed:
+            return True
+        if self.config.runner.start_with_uncancelled_orders:
+            self.console.print(f"warning: starting beside {len(failed)} uncancelled orders "
+                               "(runner.start_with_uncancelled_orders)")
+            return True
+        self.leftovers_refused = True
+        self.reason = "orders left by the last run could not be cancelled"
+        typer.echo(f"error: not starting the strategy next to {len(failed)} orders of the last run that "
+                   f"could not be cancelled: {', '.join(failed)}; cancel them at the venue, or set "
+                   "runner.start_with_uncancelled_orders: true", err=True)
+        return False
 
     async def _wait_started(self, starts: list[asyncio.Task[None]]) -> bool:
         """Wait for every connector's start, showing which parts are not ready yet."""
@@ -362,6 +507,9 @@ class Session:
             "fills": self.tally.fills,
             "volume": {p: {"base": str(b), "quote": str(q)} for p, (b, q) in self.tally.volume.items()},
             "books": {}, "orders": [], "balances": {}, "pnl": [], "state": "starting",
+            "journal": self._journal_health(),
+            "leftovers": {"cancelled": sum(r.success for _, r in self.leftovers),
+                          "not_cancelled": [r.client_order_id for _, r in self.leftovers if not r.success]},
         }
         for name, conn in self.connectors.items():
             for pair in conn.trading_pairs:
@@ -383,6 +531,15 @@ class Session:
                   "value": _str(p.value)} for p in st.pnl],
         )
         return snap
+
+    def _journal_health(self) -> dict[str, Any]:
+        """The journal writers' state for the status page: a failing write is kept and retried,
+        and the user must see that it is failing (and why) while it does."""
+        failures = sum(r.stats.write_retries for r in self.recorders)
+        pending = sum(r.stats.rows_pending for r in self.recorders)
+        errors = [r.stats.last_error for r in self.recorders if r.stats.last_error is not None]
+        return {"failing": bool(errors), "write_failures": failures, "rows_pending": pending,
+                "last_error": errors[0] if errors else None}
 
     def _fingerprint(self) -> str:
         snap = self.snapshot()
@@ -416,6 +573,16 @@ class Session:
 
         out = self.console.print
         out(f"summary of bot {self.bot!r} ({self.reason}, {time.monotonic() - self.started:.1f}s):")
+        if self.leftovers:
+            done = [r.client_order_id for _, r in self.leftovers if r.success]
+            stuck = [f"{r.client_order_id} ({r.outcome})" for _, r in self.leftovers if not r.success]
+            out(f"  orders left by the last run: {len(done)} cancelled at the start"
+                + (f"; NOT cancelled: {', '.join(stuck)}" if stuck else ""))
+        health = self._journal_health()
+        if health["write_failures"]:
+            out(f"  journal: {health['write_failures']} failed writes (kept and retried); "
+                f"{health['rows_pending']} rows still unwritten" + (
+                    f", last error: {health['last_error']}" if health["last_error"] else ""))
         if self.journal is not None:
             for name, bot_id in self.bot_ids.items():
                 summary = self.journal.summary(bot_id, since=self.started_wall)
@@ -440,6 +607,11 @@ class Session:
             out(f"  WARNING: {len(left_open)} orders not confirmed cancelled: {', '.join(left_open)}")
         else:
             out("  all orders cancelled")
+        if self.runner is not None and self.runner.stopped_by_errors:
+            out(f"  ERROR: the strategy stopped itself ({self.runner.stop_reason}); "
+                f"exit code {EXIT_STRATEGY_FAILED}")
+            typer.echo(f"error: the strategy stopped after too many errors: {self.runner.stop_reason}",
+                       err=True)
 
 
 def _not_ready(conn: SpotConnector) -> list[tuple[str, str]]:

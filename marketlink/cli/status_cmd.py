@@ -132,9 +132,12 @@ def summary_lines(summary: Summary) -> list[str]:
         base, quote = pair.split("-", 1)
         lines.append(
             f"{pair}: volume {_d(t.volume_base)} {base} / {_d(t.volume_quote)} {quote}; "
-            f"realised PnL {_d(t.realized_pnl)} {quote}; position {_d(t.position)} {base}"
+            f"realised PnL {_d(t.realized_pnl)} {quote} (fees included); position {_d(t.position)} {base}"
             + (f" at {_d(t.average_price)}" if t.position else "")
         )
+        if t.other_fees:  # no price to value them in the quote asset: never mixed into the PnL
+            other = ", ".join(f"{_d(v)} {k}" for k, v in sorted(t.other_fees.items()))
+            lines.append(f"{pair}: fees in other assets (not in the PnL): {other}")
     fees = ", ".join(f"{_d(v)} {k}" for k, v in sorted(summary.fees.items())) or "none"
     lines.append(f"fees: {fees}")
     return lines
@@ -157,7 +160,9 @@ def _journal(home: Path) -> Journal | None:
 
 
 def _bot_ids(journal: Journal, name: str) -> list[int]:
-    return [b.bot_id for b in journal.bots() if b.name == name]
+    """The bot's journal ids: one per venue, and one per extra connector on a venue
+    (``<name>/<connector>``, see ``run_cmd.journal_identities``)."""
+    return [b.bot_id for b in journal.bots() if b.name == name or b.name.startswith(f"{name}/")]
 
 
 def status(bot: Annotated[str, _BOT] = MAIN_BOT, live: Annotated[bool, _LIVE] = False) -> None:

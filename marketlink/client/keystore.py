@@ -16,13 +16,18 @@ Design, and why:
   same directory, flushed, then renamed over the old one: a crash leaves the old store or the
   new one, never half of either.
 * **KDF parameters are stored per entry** (so they can be raised later) but only read within
-  bounds: a tampered file cannot make an unlock take minutes or gigabytes.
+  bounds: a tampered file cannot make an unlock take minutes or gigabytes. scrypt needs
+  128·r·n bytes and p times that work, so an entry is refused unless 128·r·n <= 256 MiB and
+  p <= 4: at most 256 MiB and about four 256 MiB derivations (a few seconds on a laptop core).
+* **A malformed file is a ``KeyStoreError``** (one line for the CLI), never a ``ValueError``
+  from a field: a traceback could carry a secret in its locals.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import secrets
 import tempfile
@@ -41,6 +46,8 @@ from marketlink.core.errors import ConfigError, MarketlinkError
 
 __all__ = [
     "DEFAULT_SCRYPT_N",
+    "MAX_SCRYPT_MEMORY",
+    "MAX_SCRYPT_P",
     "PASSWORD_ENV",
     "KeyEntry",
     "KeyStore",
@@ -48,11 +55,16 @@ __all__ = [
     "NoSuchKey",
     "WrongPassword",
     "password_from_env",
+    "scrypt_cost_problem",
 ]
 
 PASSWORD_ENV = "MARKETLINK_PASSWORD"
 DEFAULT_SCRYPT_N = 2**16  # ~170 ms and 64 MiB per unlock on a 2024 laptop core
 _MIN_N, _MAX_N = 2**10, 2**20
+#: The most an unlock may cost: scrypt's memory is 128·r·n bytes, its time that times p.
+MAX_SCRYPT_MEMORY = 256 * 2**20
+MAX_SCRYPT_P = 4
+_MAX_R = 32
 _FORMAT = "marketlink-keystore"
 _VERSION = 1
 _AAD_PREFIX = b"marketlink-keystore/v1/venue="
@@ -99,7 +111,27 @@ def _unb64(text: object, what: str) -> bytes:
         raise KeyStoreError(f"key store entry: {what} is not base64") from None
 
 
+def scrypt_cost_problem(n: object, r: object, p: object) -> str | None:
+    """Why these scrypt parameters are refused, or None when an unlock with them stays within
+    ``MAX_SCRYPT_MEMORY`` and ``MAX_SCRYPT_P`` times that work."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, r, p)):
+        return "n, r and p must be whole numbers"
+    assert isinstance(n, int) and isinstance(r, int) and isinstance(p, int)
+    if not _MIN_N <= n <= _MAX_N or n & (n - 1):
+        return f"n={n} is not a power of two in [{_MIN_N}, {_MAX_N}]"
+    if not 1 <= r <= _MAX_R:
+        return f"r={r} is not in [1, {_MAX_R}]"
+    if not 1 <= p <= MAX_SCRYPT_P:
+        return f"p={p} is not in [1, {MAX_SCRYPT_P}]"
+    if 128 * r * n > MAX_SCRYPT_MEMORY:
+        return f"n={n}, r={r} need {128 * r * n // 2**20} MiB (at most {MAX_SCRYPT_MEMORY // 2**20} MiB)"
+    return None
+
+
 def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    problem = scrypt_cost_problem(n, r, p)
+    if problem is not None:  # the last gate before the memory and time are spent
+        raise KeyStoreError(f"scrypt parameters out of bounds: {problem}")
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
 
 
@@ -113,8 +145,9 @@ class KeyStore:
     """The encrypted keys of one user, in one JSON file (``keys.json`` in the marketlink home)."""
 
     def __init__(self, path: str | Path, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> None:
-        if not _MIN_N <= scrypt_n <= _MAX_N or scrypt_n & (scrypt_n - 1):
-            raise ConfigError(f"scrypt_n must be a power of two in [{_MIN_N}, {_MAX_N}], got {scrypt_n}")
+        problem = scrypt_cost_problem(scrypt_n, 8, 1)
+        if problem is not None:
+            raise ConfigError(f"scrypt_n: {problem}")
         self.path = Path(path).expanduser()
         self.scrypt_n = scrypt_n
 
@@ -157,12 +190,17 @@ class KeyStore:
 
     def entries(self) -> list[KeyEntry]:
         """Every stored venue with its key hint, sorted; no password needed."""
-        out = []
-        for venue, e in sorted(self._load()["entries"].items()):
-            if isinstance(e, dict):
-                out.append(KeyEntry(venue, str(e.get("key_hint", "…")), str(e.get("kind", "?")),
-                                    float(e.get("created", 0.0))))
-        return out
+        return [self._entry(venue, e) for venue, e in sorted(self._load()["entries"].items())]
+
+    def _entry(self, venue: str, e: object) -> KeyEntry:
+        if not isinstance(e, dict):
+            raise KeyStoreError(f"{self.path}: key store entry {venue!r} is malformed")
+        hint, kind, created = e.get("key_hint", "…"), e.get("kind", "?"), e.get("created", 0.0)
+        if not isinstance(hint, str) or not isinstance(kind, str):
+            raise KeyStoreError(f"{self.path}: key store entry {venue!r}: key_hint and kind must be text")
+        if isinstance(created, bool) or not isinstance(created, int | float) or not math.isfinite(created):
+            raise KeyStoreError(f"{self.path}: key store entry {venue!r}: created is not a time")
+        return KeyEntry(venue, hint, kind, float(created))
 
     def __contains__(self, venue: object) -> bool:
         return isinstance(venue, str) and venue in self._load()["entries"]
@@ -233,9 +271,10 @@ class KeyStore:
         n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
         if kdf.get("name") != "scrypt" or cipher.get("name") != "aes-256-gcm":
             raise KeyStoreError(f"key store entry {venue!r}: unsupported algorithms")
-        if not (isinstance(n, int) and _MIN_N <= n <= _MAX_N and not n & (n - 1)
-                and isinstance(r, int) and 1 <= r <= 32 and isinstance(p, int) and 1 <= p <= 16):
-            raise KeyStoreError(f"key store entry {venue!r}: scrypt parameters out of bounds")
+        problem = scrypt_cost_problem(n, r, p)
+        if problem is not None:
+            raise KeyStoreError(f"key store entry {venue!r}: scrypt parameters out of bounds ({problem})")
+        assert isinstance(n, int) and isinstance(r, int) and isinstance(p, int)
         key = _derive(password, _unb64(kdf.get("salt"), "salt"), n, r, p)
         try:
             plain = AESGCM(key).decrypt(

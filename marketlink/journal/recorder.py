@@ -7,7 +7,10 @@ on a shared file:
   built from the event and from the tracker's order as it is at that instant, and the rows go on
   a queue. Building rows is all the loop pays.
 * **On a writer thread**: it takes everything queued since its last write and commits it in one
-  transaction (a burst of events costs one fsync), retrying while another process holds the lock.
+  transaction (a burst of events costs one fsync). A write that fails, for whatever reason
+  (another process holding the lock, a full disk, an I/O error), is kept and retried with a
+  bounded back-off, never dropped: the rows hold fills. ``stats.failing`` / ``rows_pending`` /
+  ``last_error`` say so, for the status page and the live view.
 
 A new order is queued for writing the moment the tracker admits it (``OrderTracker.on_tracked``),
 before its placement request is even signed, so the journal knows it within one commit of the
@@ -22,6 +25,7 @@ venue after the restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -49,7 +53,7 @@ from marketlink.journal.records import (
     StateRow,
     fees_json,
 )
-from marketlink.journal.store import Journal, JournalError, connect_db, run_write, write_rows
+from marketlink.journal.store import Journal, connect_db, run_write, write_rows
 
 if TYPE_CHECKING:
     from marketlink.engine.bus import CallbackSubscription
@@ -59,7 +63,7 @@ __all__ = ["Recorder", "RecorderStats"]
 
 log = logging.getLogger(__name__)
 
-_Signature = tuple[str, str | None, str, int]
+_Signature = tuple[str, str | None, str, int, bool]
 
 
 @dataclass(slots=True)
@@ -68,9 +72,27 @@ class RecorderStats:
     rows_queued: int = 0
     rows_written: int = 0
     batches: int = 0
-    write_retries: int = 0  # a batch retried after the file stayed locked past every attempt
-    rows_dropped: int = 0  # rows of a batch that failed for another reason (logged)
+    #: failed write attempts (locked past every attempt, disk full, I/O error, ...): each one is
+    #: kept and retried, never dropped
+    write_retries: int = 0
+    last_error: str | None = None  # of the latest failed attempt; None once a write succeeds again
     duplicate_fills: int = 0
+
+    @property
+    def rows_pending(self) -> int:
+        """Rows recorded but not committed yet (queued, or held by a failing write)."""
+        return self.rows_queued - self.rows_written
+
+    @property
+    def rows_dropped(self) -> int:
+        """Always 0 since failed writes are kept and retried; kept for readers of older stats
+        (``bench/bench_fast_refresh.py``)."""
+        return 0
+
+    @property
+    def failing(self) -> bool:
+        """The latest write attempt failed and its rows are waiting for the next one."""
+        return self.last_error is not None
 
 
 class _Flush:
@@ -88,7 +110,7 @@ class Recorder:
 
     def __init__(
         self, journal: Journal, connector: SpotConnector, bot_id: int, *, scan_every: float = 1.0,
-        retry_pause: float = 0.5,
+        retry_pause: float = 0.5, max_retry_pause: float = 5.0,
     ) -> None:
         self.journal = journal
         self.connector = connector
@@ -97,6 +119,7 @@ class Recorder:
         self.scan_every = scan_every
         self.stats = RecorderStats()
         self._retry_pause = retry_pause
+        self._max_retry_pause = max(retry_pause, max_retry_pause)
         self._seen: dict[str, _Signature] = {}
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._conn = connect_db(journal.path)
@@ -168,15 +191,22 @@ class Recorder:
 
     def _order_rows(self, order: InFlightOrder, cause: str, timestamp: float) -> Iterable[Row]:
         cid = order.client_order_id
+        # A terminal order is restorable only while the tracker holds it for missing fills; once
+        # released (its terminal event went out with ``missing_base``) it is done for good.
+        held = cid in self.connector.ctx.tracker.held if order.is_terminal else None
+        missing = order.missing_fill if held is None else held and order.missing_fill
         sig: _Signature = (
-            order.state.value, order.exchange_order_id, str(order.executed_base), len(order.fills)
+            order.state.value, order.exchange_order_id, str(order.executed_base), len(order.fills), missing,
         )
         before = self._seen.get(cid)
         if before == sig:
             return
-        yield OrderRow.of(self.bot_id, self.venue, order)
+        yield OrderRow.of(self.bot_id, self.venue, order, held=held)  # built only when it changed
         if before is None or before[0] != sig[0]:
             yield StateRow(self.bot_id, self.venue, cid, order.state.value, cause, order.reason, timestamp)
+        elif before[4] and not missing and order.is_terminal:
+            why = f"released: {order.fill_gap} base of its fills never came"
+            yield StateRow(self.bot_id, self.venue, cid, order.state.value, cause, why, timestamp)
         self._seen[cid] = sig
 
     def scan(self) -> int:
@@ -216,7 +246,8 @@ class Recorder:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        """Block until everything queued so far is committed (or failed); False on timeout."""
+        """Block until everything queued so far is committed; False on timeout (a write still
+        failing: its rows are kept and retried)."""
         if not self._thread.is_alive():
             return True
         marker = _Flush()
@@ -255,54 +286,71 @@ class Recorder:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self._conn.close()
+        else:
+            log.error("journal: %d rows not written yet (%s); still retrying while this process lives",
+                      self.stats.rows_pending, self.stats.last_error)
 
     # -- on the writer thread -------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
             batch: list[Row] = []
             markers: list[_Flush] = []
-            stop = False
-            while True:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, _Flush):
-                    markers.append(item)
-                else:
-                    assert isinstance(item, list)
-                    batch.extend(item)
-                if stop:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            stop = self._absorb(self._queue.get(), batch, markers)
             if batch:
-                self._write(batch)
+                stop = self._write(batch, markers) or stop
             for m in markers:
                 m.done.set()
             if stop:
                 return
 
-    def _write(self, batch: list[Row]) -> None:
+    def _absorb(self, item: object, batch: list[Row], markers: list[_Flush]) -> bool:
+        """Take ``item`` and everything queued after it into ``batch``/``markers``; True if the
+        stop marker was among them."""
+        stop = False
+        while True:
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, _Flush):
+                markers.append(item)
+            else:
+                assert isinstance(item, list)
+                batch.extend(item)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return stop
+
+    def _write(self, batch: list[Row], markers: list[_Flush]) -> bool:
+        """Commit ``batch``, however long it takes: a failed attempt (the file locked past every
+        attempt, a full disk, an I/O error, anything) keeps the rows, which hold fills, and tries
+        again after a bounded back-off; rows queued meanwhile join the batch behind them, in
+        order. A flush waits for the commit. Returns True if the stop marker came meanwhile.
+        (A batch is dropped only with the process: the thread is a daemon.)"""
+        stop = False
+        pause = self._retry_pause
         while True:
             try:
                 dup = run_write(self._conn, lambda c: write_rows(c, batch))
-            except JournalError as exc:
-                # Still locked after every attempt: keep the batch (it holds fills) and try again.
+            except Exception as exc:
                 self.stats.write_retries += 1
-                log.warning("journal: write of %d rows delayed: %s", len(batch), exc)
-                time.sleep(self._retry_pause)
+                first = self.stats.last_error is None
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.log(logging.ERROR if first else logging.WARNING,
+                        "journal: write of %d rows failed (%s); kept, retrying in %.2fs",
+                        len(batch), self.stats.last_error, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, self._max_retry_pause)
+                with contextlib.suppress(queue.Empty):
+                    stop = self._absorb(self._queue.get_nowait(), batch, markers) or stop
                 continue
-            except Exception:
-                self.stats.rows_dropped += len(batch)
-                log.exception("journal: %d rows could not be written", len(batch))
-                return
+            if self.stats.last_error is not None:
+                log.warning("journal: write recovered after failures; %d rows written", len(batch))
+                self.stats.last_error = None
             self.stats.batches += 1
             self.stats.rows_written += len(batch)
             self.stats.duplicate_fills += dup
-            return
+            return stop
 
 
 def _opt(value: object) -> str | None:

@@ -73,8 +73,13 @@ class OrderRow:
     data: str
 
     @classmethod
-    def of(cls, bot_id: int, venue: str, order: InFlightOrder) -> OrderRow:
-        """Snapshot ``order`` now: the tracker keeps mutating it after this returns."""
+    def of(cls, bot_id: int, venue: str, order: InFlightOrder, *, held: bool | None = None) -> OrderRow:
+        """Snapshot ``order`` now: the tracker keeps mutating it after this returns.
+
+        ``missing_fill`` is what ``restore_orders`` selects terminal orders by, so it must mean
+        "its terminal event has not gone out yet" (the tracker holds it for its fills). An order
+        the tracker *released* with a gap keeps ``order.missing_fill`` true for good; a recorder
+        passes ``held=False`` for it, so it is not restored (and ended again) at every start."""
         d = order.to_dict()
         return cls(
             bot_id=bot_id,
@@ -90,7 +95,7 @@ class OrderRow:
             state=order.state.value,
             executed_base=d["executed_base"],
             executed_quote=d["executed_quote"],
-            missing_fill=order.missing_fill,
+            missing_fill=order.missing_fill if held is None else held and order.missing_fill,
             created=order.creation_timestamp,
             updated=order.last_update_timestamp,
             data=json.dumps(d, separators=(",", ":")),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -44,6 +45,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
+#: How many ended orders of a strategy are remembered so a fill arriving after the order's
+#: terminal event (``OrderFilled.late``: money moved all the same) is still booked as its own.
+ENDED_REMEMBERED = 10_000
 
 #: What ``on_event`` receives: an engine event, or the bus's marker that events were dropped
 #: (the strategy then re-reads state rather than trusting what it inferred from events).
@@ -185,6 +189,8 @@ class StrategyContext:
         self._connectors = dict(connectors)
         self.clock = clock
         self._own: dict[str, tuple[str, str]] = {}  # client id -> (connector, pair), until it ends
+        # Ended own ids (oldest first, bounded): their late fills still count in the PnL.
+        self._ended: OrderedDict[str, str] = OrderedDict()  # client id -> connector
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._subs: list[CallbackSubscription[Event]] = []
         self._checkers = {name: BudgetChecker(fee_schema_of(c)) for name, c in self._connectors.items()}
@@ -209,7 +215,13 @@ class StrategyContext:
 
     def _observe(self, connector: str, event: Event) -> None:
         cid = getattr(event, "client_order_id", None)
-        if cid is None or cid not in self._own:
+        if cid is None:
+            return
+        if cid not in self._own:
+            # A late fill (after the terminal event) of an order this strategy placed: the
+            # venue traded it, so the PnL must count it. Only on the connector it was placed on.
+            if isinstance(event, OrderFilled) and self._ended.get(cid) == connector:
+                self._pnl.add(connector, event)
             return
         if isinstance(event, OrderFilled):
             self._pnl.add(connector, event)
@@ -217,6 +229,9 @@ class StrategyContext:
             if isinstance(event, OrderFailed):
                 self.orders_failed += 1
             del self._own[cid]
+            self._ended[cid] = connector
+            while len(self._ended) > ENDED_REMEMBERED:
+                self._ended.popitem(last=False)
             for fut in self._waiters.pop(cid, ()):
                 if not fut.done():
                     fut.set_result(None)

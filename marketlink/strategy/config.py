@@ -11,6 +11,7 @@ runner:                         # optional
   tick_interval: 1.0
   max_consecutive_errors: 10
   cancel_timeout: 10
+  start_with_uncancelled_orders: false
 parameters:                     # the strategy's own, checked against its dataclass
   connector: binance
   trading_pair: BTC-USDT
@@ -92,6 +93,9 @@ class RunnerSettings:
     tick_interval: float = 1.0
     max_consecutive_errors: int = 0
     cancel_timeout: float = 10.0
+    #: ``marketlink run`` cancels the orders a bot's last run left open before the strategy
+    #: starts; one that cannot be confirmed cancelled stops the session unless this is true.
+    start_with_uncancelled_orders: bool = False
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

@@ -7,7 +7,9 @@ The runner owns the timing and the failure policy so that strategies own neither
 * one bounded bus subscription per connector, each connector's events handed to ``on_event`` in
   publish order; one lock so two callbacks never run at once;
 * an exception in a callback is logged and counted and the runner carries on, unless
-  ``max_consecutive_errors`` callbacks in a row failed (0: never stop for errors);
+  ``max_consecutive_errors`` callbacks in a row failed (0: never stop for errors; the runner then
+  says ``stopped_by_errors``). A ``CancelledError`` out of a callback counts the same, unless the
+  runner's own task is being cancelled: only a stop may end a loop;
 * stopping (asked, too many errors, or the task cancelled, e.g. by Ctrl-C) runs ``on_stop``, then
   cancels this strategy's orders, and only theirs.
 
@@ -71,6 +73,7 @@ class RunnerStatus:
     consecutive_errors: int
     last_error: str | None
     stop_reason: str | None
+    stopped_by_errors: bool
     open_orders: tuple[OrderView, ...]
     balances: Mapping[str, Mapping[str, tuple[Decimal, Decimal]]]  # connector -> asset -> (total, avail)
     pnl: tuple[PairPnL, ...]
@@ -115,6 +118,9 @@ class StrategyRunner:
         self.consecutive_errors = 0
         self.last_error: str | None = None
         self.stop_reason: str | None = None
+        #: True when the runner stopped itself because ``max_consecutive_errors`` was reached:
+        #: whoever runs it (the CLI) must then end too, and say so (a supervisor restarts it).
+        self.stopped_by_errors = False
         self.left_open: tuple[str, ...] = ()
         self._recent: deque[tuple[str, StrategyEvent]] = deque(maxlen=last_events)
         self._lock = asyncio.Lock()
@@ -248,19 +254,32 @@ class StrategyRunner:
             result = fn(*args)
             if result is not None and inspect.isawaitable(result):
                 await result
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            # Only the runner's own task being cancelled (a stop, Ctrl-C) may end the loop. A
+            # CancelledError out of the strategy's code (it awaited a helper task someone
+            # cancelled) is a strategy error: re-raising it would kill this loop silently while
+            # the runner still said RUNNING.
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            self._failed(what, exc)
+            return
         except Exception as exc:
-            self.errors += 1
-            self.consecutive_errors += 1
-            self.last_error = f"{what}: {type(exc).__name__}: {exc}"
-            log.exception("strategy %s: %s raised (%d in a row)", self.strategy.name, what,
-                          self.consecutive_errors)
-            limit = self.max_consecutive_errors
-            if limit and self.consecutive_errors >= limit and self.state is RunnerState.RUNNING:
-                self.request_stop(f"{self.consecutive_errors} consecutive errors, last: {self.last_error}")
+            self._failed(what, exc)
             return
         self.consecutive_errors = 0
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """Count a callback's failure; stop the strategy at ``max_consecutive_errors`` in a row."""
+        self.errors += 1
+        self.consecutive_errors += 1
+        self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+        log.error("strategy %s: %s raised (%d in a row)", self.strategy.name, what, self.consecutive_errors,
+                  exc_info=exc)
+        limit = self.max_consecutive_errors
+        if limit and self.consecutive_errors >= limit and self.state is RunnerState.RUNNING:
+            self.stopped_by_errors = True
+            self.request_stop(f"{self.consecutive_errors} consecutive errors, last: {self.last_error}")
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -292,6 +311,7 @@ class StrategyRunner:
             consecutive_errors=self.consecutive_errors,
             last_error=self.last_error,
             stop_reason=self.stop_reason,
+            stopped_by_errors=self.stopped_by_errors,
             open_orders=tuple(orders),
             balances=balances,
             pnl=ctx.pnl(),

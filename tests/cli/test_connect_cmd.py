@@ -236,6 +236,26 @@ def test_no_check_stores_offline(home: Path) -> None:
     assert "binance" in KeyStore(keystore_path(home))
 
 
+def test_a_corrupt_key_store_entry_is_one_line_and_exit_1(home: Path) -> None:
+    """Audit F-8: a malformed ``created`` made ``connect --list`` (and ``connect binance``, which
+    lists to decide which password prompt to show) crash with a traceback."""
+    import json
+
+    env = {"MARKETLINK_API_KEY": KEY, "MARKETLINK_API_SECRET": SECRET}
+    assert invoke("binance", "--from-env", "--no-check", env=env).exit_code == 0
+    path = keystore_path(home)
+    data = json.loads(path.read_text())
+    data["entries"]["binance"]["created"] = "not a time"
+    path.write_text(json.dumps(data))
+    no_password: dict[str, str | None] = {**env, "MARKETLINK_PASSWORD": None}  # it lists, to pick the prompt
+    for args in (("--list",), ("binance", "--from-env", "--no-check")):
+        result = invoke(*args, env=no_password)  # type: ignore[arg-type]
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("error: ") and "created is not a time" in result.output
+        assert result.output.count("\n") == 1
+        _no_traceback(result)
+
+
 def test_an_unreachable_venue(home: Path) -> None:
     env = {"MARKETLINK_API_KEY": KEY, "MARKETLINK_API_SECRET": SECRET}
     result = invoke("binance", "--from-env", "--sandbox-url", "http://127.0.0.1:9", env=env)

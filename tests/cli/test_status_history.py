@@ -256,7 +256,8 @@ def test_history_lists_only_this_bots_fills_with_totals(journal: Journal, tmp_pa
     out = result.output
     assert "fills: 2" in out
     assert "order o1" not in out and "order b1" in out and "order s1" in out
-    assert "realised PnL 9.999999999999999999 USDT" in out  # 1 x (110 - 100.000000000000000001)
+    # 1 x (110 - 100.000000000000000001), less the two fees of 0.000000000000000001 USDT
+    assert "realised PnL 9.999999999999999997 USDT (fees included)" in out
     assert "fees: 0.000000000000000002 USDT" in out
     rows = list(csv.DictReader((tmp_path / "f.csv").open()))
     assert [r["client_order_id"] for r in rows] == ["b1", "s1"]

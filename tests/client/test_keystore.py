@@ -130,6 +130,73 @@ def test_a_tampered_entry_is_refused_before_any_expensive_work(
         store.get("binance", "pw")
 
 
+@pytest.mark.parametrize(
+    ("n", "r", "p", "why"),
+    [
+        (2**20, 32, 16, "p=16"),  # the audit's 4 GiB, minutes-long entry
+        (2**20, 8, 1, "1024 MiB"),  # within the old bounds, 1 GiB
+        (2**19, 8, 1, "512 MiB"),
+        (2**16, 64, 1, "r=64"),
+        (2**16, 8, 5, "p=5"),
+        (2**16, 8, True, "whole numbers"),
+    ],
+)
+def test_scrypt_parameters_that_would_cost_more_than_the_documented_maximum_are_refused(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch, n: int, r: int, p: int, why: str
+) -> None:
+    """Audit F-10: the file's KDF parameters bound what an unlock costs: 128·r·n <= 256 MiB, p <= 4.
+    The refusal comes before any derivation (which would take the memory and the time)."""
+    import marketlink.client.keystore as ks
+
+    store.put("binance", Credentials(KEY, SECRET), "pw")
+    data = json.loads(store.path.read_text())
+    data["entries"]["binance"]["kdf"].update(n=n, r=r, p=p)
+    store.path.write_text(json.dumps(data))
+
+    def no_derivation(*args: object) -> bytes:
+        raise AssertionError("derived with out-of-bounds parameters")
+
+    monkeypatch.setattr(ks, "Scrypt", no_derivation)
+    with pytest.raises(KeyStoreError, match="out of bounds") as err:
+        store.get("binance", "pw")
+    assert why in str(err.value)
+
+
+def test_the_largest_allowed_cost_is_the_documented_maximum() -> None:
+    from marketlink.client.keystore import MAX_SCRYPT_MEMORY, MAX_SCRYPT_P, scrypt_cost_problem
+
+    assert MAX_SCRYPT_MEMORY == 256 * 2**20 and MAX_SCRYPT_P == 4
+    assert scrypt_cost_problem(2**18, 8, 4) is None  # exactly 256 MiB, p=4
+    assert scrypt_cost_problem(2**20, 2, 4) is None
+    assert scrypt_cost_problem(2**20, 4, 1) is not None
+    with pytest.raises(ConfigError, match="MiB"):
+        KeyStore("x", scrypt_n=2**19)
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ({"created": "yesterday"}, "created"),
+        ({"created": None}, "created"),
+        ({"created": float("inf")}, "created"),
+        ({"key_hint": 7}, "key_hint"),
+        ("not an entry", "malformed"),
+    ],
+)
+def test_a_corrupt_entry_is_a_key_store_error_when_listing(store: KeyStore, entry: object, why: str) -> None:
+    """Audit F-8: ``float(e["created"])`` raised ValueError/TypeError out of ``connect --list``."""
+    store.put("binance", Credentials(KEY, SECRET), "pw")
+    data = json.loads(store.path.read_text())
+    if isinstance(entry, dict):
+        data["entries"]["binance"].update(entry)
+    else:
+        data["entries"]["binance"] = entry
+    store.path.write_text(json.dumps(data))
+    with pytest.raises(KeyStoreError, match=why) as err:
+        store.entries()
+    assert KEY not in str(err.value) and SECRET not in str(err.value)
+
+
 def test_files_that_are_not_key_stores_are_refused(store: KeyStore) -> None:
     store.path.parent.mkdir(parents=True)
     store.path.write_text("{not json")

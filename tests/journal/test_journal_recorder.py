@@ -18,7 +18,7 @@ from marketlink.core.fees import FeeKind, TradeFee
 from marketlink.core.orders import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
 from marketlink.core.tracker import OrderTracker
 from marketlink.engine.bus import EventBus
-from marketlink.journal import Journal
+from marketlink.journal import Journal, Recorder
 
 D = Decimal
 
@@ -83,7 +83,7 @@ async def test_an_orders_life_is_recorded_with_every_state_and_fill(journal: Jou
     assert journal.balances(bot)["USDT"].total == D("900")
     assert journal.restore_orders(bot, "binance") == []
     await rec.aclose()
-    assert rec.stats.rows_dropped == 0 and rec.stats.batches >= 1 and rec.stats.events >= 5
+    assert rec.stats.rows_pending == 0 and rec.stats.batches >= 1 and rec.stats.events >= 5
 
 
 async def test_restored_orders_come_back_equal(journal: Journal) -> None:
@@ -134,17 +134,72 @@ async def test_perp_events_and_the_periodic_scan(journal: Journal) -> None:
     db.close()
 
 
-async def test_a_batch_that_cannot_be_written_is_logged_and_counted(
+async def test_a_batch_that_cannot_be_written_is_kept_and_retried_until_it_can(
     journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Audit F-2: a write failing for a reason other than a lock was dropped for good. Here every
+    attempt fails (no such bot: the foreign key refuses it) until the bot row appears; the rows,
+    and the rows queued behind them, are then written, in order."""
     conn = FakeConnector()
-    rec = journal.attach(conn, 999_999, scan_every=0)  # type: ignore[arg-type]  # no such bot: FK fails
+    rec = Recorder(journal, conn, 999_999, scan_every=0, retry_pause=0.001, max_retry_pause=0.01)  # type: ignore[arg-type]
     conn.bus.publish(BalanceUpdated(1.0, "USDT", D("1"), D("1")))
-    assert await rec.drain()
-    assert rec.stats.rows_dropped == 1 and "could not be written" in caplog.text
+    assert not await rec.drain(timeout=0.3)  # not written: still failing
+    assert rec.stats.write_retries >= 1 and rec.stats.failing and rec.stats.rows_pending == 1
+    assert rec.stats.last_error is not None and "FOREIGN KEY" in rec.stats.last_error
+    assert "kept, retrying" in caplog.text
+    conn.bus.publish(BalanceUpdated(2.0, "USDT", D("2"), D("2")))
+    journal.write([])  # the journal itself is fine: only the recorder's bot is missing
+    import sqlite3
+
+    db = sqlite3.connect(journal.path)
+    db.execute("INSERT INTO bots (bot_id, name, venue, client_id_instance, created) "
+               "VALUES (999999, 'late', 'binance', 'abcdefgh', 0)")
+    db.commit()
+    db.close()
+    assert await rec.drain(timeout=10)
+    assert not rec.stats.failing and rec.stats.rows_pending == 0 and rec.stats.rows_written == 2
+    assert journal.balances(999_999)["USDT"].total == D("2")
     rec.close()
     rec.close()
     assert rec.flush() is True  # after close: nothing to wait for
+
+
+async def test_a_full_disk_keeps_the_fill_and_its_order_and_writes_them_when_space_returns(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLITE_FULL on the writer (simulated): the batch with a fill is not lost, not half written,
+    and the scan's signatures do not hide the order afterwards."""
+    import sqlite3
+    import threading
+
+    import marketlink.journal.recorder as recorder_mod
+
+    full = threading.Event()
+    full.set()
+    real = recorder_mod.write_rows
+
+    def flaky(c: Any, rows: Any) -> int:
+        if full.is_set():
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(c, rows)
+
+    monkeypatch.setattr(recorder_mod, "write_rows", flaky)
+    conn = FakeConnector()
+    bot = journal.bot("mm", "binance").bot_id
+    rec = Recorder(journal, conn, bot, scan_every=0, retry_pause=0.001, max_retry_pause=0.01)  # type: ignore[arg-type]
+    conn.ctx.tracker.start_tracking(_order("c1"))
+    conn.feed(OrderUpdate("BTC-USDT", 2.0, OrderState.OPEN, "c1", "x1"))
+    conn.feed(_trade("c1", "t1", "0.4", 3.0))
+    assert not await rec.drain(timeout=0.2)
+    assert rec.stats.failing and "disk is full" in (rec.stats.last_error or "")
+    assert journal.fills(bot) == [] and journal.orders(bot) == []
+    rec.scan()  # nothing changed since recorded: the scan adds nothing, the batch still holds it
+    full.clear()
+    assert await rec.drain(timeout=10)
+    assert [f.trade_id for f in journal.fills(bot)] == ["t1"]
+    (order,) = journal.orders(bot)
+    assert order.state == "PARTIALLY_FILLED" and order.executed_base == D("0.4")
+    await rec.aclose()
 
 
 async def test_a_locked_file_delays_the_write_but_loses_nothing(
@@ -204,3 +259,30 @@ async def test_a_new_order_is_queued_before_any_event_or_scan_and_survives_an_un
     [back] = journal.restore_orders(bot, "binance")  # a crash now: the restart knows the order
     assert back.client_order_id == "c9" and back.state is OrderState.PENDING_CREATE
     await rec.aclose()
+
+
+async def test_an_order_released_with_missing_fills_is_not_restored_again(journal: Journal) -> None:
+    """Audit F-6: a FILLED order whose fills never came is restored (held), then released by the
+    engine; from then on it must not come back at every start."""
+    bot = journal.bot("mm", "binance").bot_id
+    gap = _order("g1")
+    gap.apply_update(OrderUpdate("BTC-USDT", 2.0, OrderState.OPEN, "g1", "x1"))
+    gap.apply_update(OrderUpdate("BTC-USDT", 3.0, OrderState.FILLED, "g1", "x1", cumulative_filled=D("1")))
+    from marketlink.journal.records import OrderRow
+
+    journal.write([OrderRow.of(bot, "binance", gap)])
+    (restored,) = journal.restore_orders(bot, "binance")
+    conn = FakeConnector()
+    rec = journal.attach(conn, bot, scan_every=0)  # type: ignore[arg-type]
+    conn.ctx.tracker.restore([restored])
+    assert "g1" in conn.ctx.tracker.held
+    rec.scan()  # recorded as held: still restorable if we crash now
+    assert await rec.drain()
+    assert [o.client_order_id for o in journal.restore_orders(bot, "binance")] == ["g1"]
+    for event in conn.ctx.tracker.release("g1", 4.0):  # the engine gave up on the fills
+        conn.bus.publish(event)
+    await rec.aclose()
+    assert journal.restore_orders(bot, "binance") == []
+    last = journal.order_history(bot, "g1")[-1]
+    assert last.state == "FILLED" and last.event == "OrderCompleted"
+    assert last.reason is not None and last.reason.startswith("released: 1 base")

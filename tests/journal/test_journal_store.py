@@ -316,7 +316,9 @@ def test_average_cost_pnl_with_partial_closes_and_a_flip() -> None:
     ]
     s = summarize(1, {"FILLED": 5}, fills)
     t = s.pairs["BTC-USDT"]
-    assert t.realized_pnl == D("-20") and s.realized_pnl("BTC-USDT") == D("-20")
+    # -20 from prices, less the 0.19 USDT of quote fees; the BNB fee stays apart.
+    assert t.realized_pnl == D("-20.19") and s.realized_pnl("BTC-USDT") == D("-20.19")
+    assert t.fees_quote == D("0.19") and t.fees_base == 0 and t.other_fees == {"BNB": D("0.001")}
     assert t.position == 0 and t.average_price == 0
     assert t.volume_base == D("5") and t.volume_quote == D("100") + D("200") + D("90") + D("240") + D("50")
     assert s.fees == {"USDT": D("0.19"), "BNB": D("0.001")}
@@ -343,6 +345,38 @@ def test_round_trips_realise_exactly_the_cash_difference(trades: list[tuple[bool
     assert abs(t.realized_pnl - cash) < D("1e-20")
 
 
+def test_fees_in_the_pairs_assets_are_in_the_pnl_and_the_position() -> None:
+    """Audit F-5: buy 1 @100 paying 0.001 BTC, sell the 0.999 received @100.1 paying 0.1 USDT. The
+    account is flat and lost 0.1001 USDT; the journal must say exactly that."""
+    s = summarize(1, {"FILLED": 2}, [
+        _fill(Side.BUY, "1", "100", ("BTC", "0.001")),
+        _fill(Side.SELL, "0.999", "100.1", ("USDT", "0.1")),
+    ])
+    t = s.pairs["BTC-USDT"]
+    assert t.position == 0 and t.average_price == 0
+    assert t.realized_pnl == D("-0.1001")
+    assert (t.fees_base, t.fees_quote, t.other_fees) == (D("0.001"), D("0.1"), {})
+    assert s.fees == {"BTC": D("0.001"), "USDT": D("0.1")}
+
+
+def test_a_base_fee_on_a_short_and_a_rebate_keep_the_cash_identity() -> None:
+    """Sell 1 @100 paying 0.002 BTC (the short grows to 1.002), buy back 1.002 @90 with a 0.01
+    USDT rebate: realised = 100 - 90.18 + 0.01 = 9.83, and flat."""
+    s = summarize(1, {}, [
+        _fill(Side.SELL, "1", "100", ("BTC", "0.002")),
+        _fill(Side.BUY, "1.002", "90", ("USDT", "-0.01")),
+    ])
+    t = s.pairs["BTC-USDT"]
+    assert t.position == 0 and t.realized_pnl == D("9.83")
+
+
+def test_third_asset_fees_are_reported_apart_per_pair() -> None:
+    s = summarize(1, {}, [_fill(Side.BUY, "1", "100", ("BNB", "0.01")),
+                          _fill(Side.SELL, "1", "101", ("BNB", "0.02"))])
+    t = s.pairs["BTC-USDT"]
+    assert t.realized_pnl == D("1") and t.other_fees == {"BNB": D("0.03")}
+
+
 def test_summary_from_the_journal(journal: Journal) -> None:
     bot = journal.bot("mm", "binance").bot_id
     b, s = order("b"), order("s", side=Side.SELL)
@@ -350,5 +384,6 @@ def test_summary_from_the_journal(journal: Journal) -> None:
                    fill_row(bot, b, "t1", "2", "100", ts=1.0), fill_row(bot, s, "t2", "1", "110", ts=2.0)])
     summary = journal.summary(bot)
     assert summary.orders_by_state == {"OPEN": 2}
-    assert summary.realized_pnl("BTC-USDT") == D("10") and summary.fees == {"USDT": D("0.02")}
+    # 10 from prices, less the two 0.01 USDT fees
+    assert summary.realized_pnl("BTC-USDT") == D("9.98") and summary.fees == {"USDT": D("0.02")}
     assert journal.summary(bot, since=1.5).fill_count == 1

@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 from strategy_fakes import PAIR, FakeConnector
 
-from marketlink.core.enums import OrderType, Side
+from marketlink.core.enums import OrderType, PositionAction, Side
 from marketlink.core.errors import ConfigError
 from marketlink.core.events import OrderCreated, OrderFilled
-from marketlink.core.fees import TokenAmount
+from marketlink.core.fees import FeeKind, TokenAmount, TradeFee
 from marketlink.net.clock import VirtualClock
 from marketlink.strategy.api import Strategy, StrategyContext, StrategyEvent
 from marketlink.strategy.runner import RunnerState, StrategyRunner
@@ -277,3 +277,102 @@ async def test_start_twice_is_refused_and_stop_before_start_is_harmless() -> Non
     assert runner.state is RunnerState.STOPPED
     with pytest.raises(RuntimeError):
         await runner.start()
+
+
+async def test_a_late_fill_after_the_terminal_event_still_counts_in_the_pnl() -> None:
+    """Audit F-3: a fill the venue reports after the order's terminal event (``late``) moved money;
+    the strategy's PnL must book it (and only for the connector the order was placed on)."""
+    clock, conn, other = VirtualClock(), FakeConnector(), FakeConnector(name="other")
+    runner = StrategyRunner(Recorder(), {"main": conn, "other": other}, clock=clock, cancel_timeout=0)
+    await _started(runner, clock)
+    cid = runner.ctx.buy("main", PAIR, D("1"), OrderType.LIMIT, D("100"))
+    conn.ack(cid)
+    conn.fail(cid, "declared failed; the venue holds it")
+    assert not runner.ctx.is_own(cid) and runner.ctx.pnl() == ()
+    late = OrderFilled(
+        conn.now, cid, f"x{cid}", PAIR, Side.BUY, OrderType.LIMIT, "t-late", D("100"), D("0.004"), D("0.4"),
+        TradeFee(FeeKind.DEDUCTED_FROM_RETURNS), (), False, PositionAction.NIL, 1, late=True,
+    )
+    other.bus.publish(late)  # the same id on another connector is not this order
+    conn.bus.publish(late)
+    main = {p.connector: p for p in runner.ctx.pnl()}["main"]
+    assert (main.fills, main.base_delta, main.quote_delta) == (1, D("0.004"), D("-0.4"))
+    assert "other" not in {p.connector for p in runner.ctx.pnl()}
+    await runner.stop()
+
+
+async def test_ended_ids_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import marketlink.strategy.api as api
+
+    monkeypatch.setattr(api, "ENDED_REMEMBERED", 2)
+    clock, conn = VirtualClock(), FakeConnector()
+    runner = StrategyRunner(Recorder(), {"main": conn}, clock=clock, cancel_timeout=0)
+    await _started(runner, clock)
+    ids = [runner.ctx.buy("main", PAIR, D("1"), OrderType.LIMIT, D("100")) for _ in range(3)]
+    for cid in ids:
+        conn.fail(cid)
+    assert list(runner.ctx._ended) == ids[1:]
+    await runner.stop()
+
+
+async def test_a_cancelled_error_out_of_a_callback_is_a_strategy_error_not_a_silent_stop() -> None:
+    """Audit F-4: a strategy awaiting a helper task that got cancelled raises CancelledError; that
+    must not end the tick loop while the runner still says RUNNING."""
+    clock = VirtualClock()
+
+    class AwaitsCancelledHelper(Strategy):
+        name = "helper"
+        ticks = 0
+
+        async def on_tick(self, ctx: StrategyContext) -> None:
+            self.ticks += 1
+            if self.ticks == 1:
+                helper = asyncio.ensure_future(asyncio.sleep(3600))
+                helper.cancel()
+                await helper  # raises CancelledError into the callback
+
+    strat = AwaitsCancelledHelper()
+    runner = StrategyRunner(strat, {"main": FakeConnector()}, clock=clock, max_consecutive_errors=5)
+    await _started(runner, clock)
+    assert runner.errors == 1 and runner.last_error is not None and "CancelledError" in runner.last_error
+    await _advance(clock, 1.0)
+    await _advance(clock, 1.0)
+    assert strat.ticks == 3 and runner.state is RunnerState.RUNNING
+    assert runner.consecutive_errors == 0
+    await runner.stop()
+    assert runner.state is RunnerState.STOPPED
+
+
+async def test_stopping_still_cancels_a_callback_that_is_running() -> None:
+    """The runner's own cancellation (a stop) still ends a callback blocked in an await."""
+    clock = VirtualClock()
+    entered = asyncio.Event()
+
+    class Blocks(Strategy):
+        name = "blocks"
+
+        async def on_tick(self, ctx: StrategyContext) -> None:
+            entered.set()
+            await asyncio.Event().wait()
+
+    runner = StrategyRunner(Blocks(), {"main": FakeConnector()}, clock=clock, cancel_timeout=0)
+    await runner.start()
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.wait_for(runner.stop(), 5)
+    assert runner.state is RunnerState.STOPPED and runner.errors == 0
+
+
+async def test_the_error_limit_marks_the_runner_stopped_by_errors() -> None:
+    clock, strat = VirtualClock(), Recorder()
+    strat.fail_ticks = 10
+    runner = StrategyRunner(strat, {"main": FakeConnector()}, clock=clock, max_consecutive_errors=1,
+                            cancel_timeout=0)
+    await runner.start()
+    await asyncio.wait_for(runner.wait_stopped(), 5)
+    assert runner.stopped_by_errors and runner.status().stopped_by_errors
+
+    polite = StrategyRunner(Recorder(), {"main": FakeConnector()}, clock=clock, cancel_timeout=0)
+    await polite.start()
+    polite.request_stop("done")
+    await asyncio.wait_for(polite.wait_stopped(), 5)
+    assert not polite.stopped_by_errors

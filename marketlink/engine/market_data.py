@@ -26,9 +26,20 @@ The I/O around the machine:
   connection reads messages and connection events in order, so every diff after a
   ``Connected`` is known to belong to the new connection. Frames are decoded by the codec's
   ``decode_market`` (typed structs for depth diffs: the hot path).
-* Snapshots are fetched only once a connection shows life (its first frame, normally the
-  subscription's acknowledgement), so the snapshot is never older than the stream it must
-  bridge for want of a subscription. They are fetched concurrently, at most
+* A connection is *live* only once the venue acknowledged our subscription request, matched
+  by its id: any other first frame proves nothing (an error frame is a refusal, and a refused
+  stream never sends a diff, so a snapshot "bridged" by its empty buffer would be a frozen book
+  reported in sync). A refusal, or no answer within ``book_stale_after``, keeps the stream's
+  pairs out of sync with the venue's words as the reason, and the request is sent again with
+  a fresh id after an exponential back-off (``resubscribe_base`` doubling to
+  ``resubscribe_max``, reset by an acknowledgement), so a venue that keeps refusing is asked
+  at a bounded pace, never in a loop. A codec that can match an answer to its request id
+  provides ``parse_market_ack(message, request_id) -> True | VenueError | None`` (the shape of
+  ``parse_user_stream_ack``); without it, the first acknowledgement or error frame after our
+  request counts as its answer, which is exact as long as the engine has one request in flight
+  per connection (it never sends another before an answer or a timeout).
+* Snapshots are fetched only once a connection is live, so the snapshot is never older than
+  the stream it must bridge for want of a subscription. They are fetched concurrently, at most
   ``snapshot_concurrency`` at once, through the HTTP client, which throttles by weight. A
   snapshot that cannot be used (older than the buffered diffs, crossed, malformed, or the
   request failed) is fetched again after an exponential back-off, for a bounded round of
@@ -39,9 +50,21 @@ The I/O around the machine:
   is the one whose silence matters. The connection's liveness comes from the WebSocket client
   (``WsClient.last_received_at``), which sees pings the consumer never does.
 
+* Tickers and last trade prices describe the venue *now*, so an outage voids them: when a
+  connection drops, its pairs' tickers and last prices are dropped (``ticker()`` and
+  ``last_trade_price()`` answer ``None``, "unknown", rather than a pre-outage value that looks
+  current). A venue sends a book ticker only when the best bid or ask changes, so the ticker
+  stays unknown until then; the book itself answers for the top meanwhile. A trade may not come
+  for hours on a quiet market, so once a reconnected stream is live, one REST request (the
+  codec's last-prices request: every pair in one call) fetches the venue's last trade price
+  for its pairs. A trade streamed on the new connection before that answer is newer and wins;
+  an answer that comes after the connection dropped again is discarded. The book's
+  ``last_trade`` keeps the last *streamed* trade (with its id, size and side), which a REST
+  price cannot replace; it may predate an outage.
+
 Every background loop (consumers, watchdog, one snapshot job per pair while it resyncs, one
-verification per quiet pair while it runs) runs under the context's supervisor, named
-``market_data.*``.
+verification per quiet pair while it runs, resubscriptions, last-price refreshes) runs under the
+context's supervisor, named ``market_data.*``.
 """
 
 from __future__ import annotations
@@ -52,6 +75,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -106,6 +130,8 @@ class MarketDataStats:
     malformed: int = 0  # messages, diffs and snapshots dropped as bad data
     ignored: int = 0  # control frames, and messages for pairs not followed here
     rejected: int = 0  # error frames from the venue (a refused subscription...)
+    refusals: int = 0  # subscription requests refused or left unanswered (each one resent later)
+    resubscribes: int = 0  # subscription requests sent again after a refusal
     errors: int = 0  # messages whose handling failed unexpectedly (a bug: logged with its traceback)
     trades: int = 0
     tickers: int = 0
@@ -117,6 +143,8 @@ class MarketDataStats:
     verify_failures: int = 0  # ... that failed or were malformed (tried again later)
     verify_superseded: int = 0  # ... whose answer came after a diff or a loss had settled it
     connects: int = 0
+    price_refreshes: int = 0  # last-price requests sent after a reconnect
+    price_refresh_failures: int = 0  # ... that failed or were malformed (prices unknown until a trade)
     resyncs: dict[str, int] = field(default_factory=dict)
 
 
@@ -136,8 +164,19 @@ class _Stream:
     index: int
     ws: WsClient
     pairs: tuple[str, ...]
+    request_id: int = 0  # our subscription request: the one whose acknowledgement makes us live
     connected: bool = False
-    live: bool = False  # a frame arrived since the last Connected: the subscriptions are active
+    live: bool = False  # the venue acknowledged ``request_id`` on this connection
+    connection: int = 0  # the WebSocket client's connection number (1 = the first)
+    sent_at: float = 0.0  # when ``request_id`` went out on this connection (the ack timeout)
+    refusals: int = 0  # refusals (or unanswered requests) in a row: the back-off exponent
+    resubscribing: bool = False  # a resubscription waits out its back-off
+    refresh_for: int = 0  # the connection whose last prices are still to be fetched (0: none)
+    refreshing: bool = False  # the last-price job runs
+
+    @property
+    def key(self) -> str:
+        return f"market-{self.index}"
 
 
 class MarketData:
@@ -152,9 +191,13 @@ class MarketData:
         snapshot_attempts: int = 5,
         retry_base: float = 0.5,
         retry_max: float = 10.0,
+        resubscribe_base: float = 1.0,
+        resubscribe_max: float = 60.0,
     ) -> None:
         if snapshot_attempts < 1 or not 0 < retry_base <= retry_max:
             raise ConfigError("need snapshot_attempts >= 1 and 0 < retry_base <= retry_max")
+        if not 0 < resubscribe_base <= resubscribe_max:
+            raise ConfigError("need 0 < resubscribe_base <= resubscribe_max")
         self._ctx = ctx
         self._name = ctx.venue.name
         self._rng = rng if rng is not None else random.Random()
@@ -162,6 +205,8 @@ class MarketData:
         self._attempts = snapshot_attempts
         self._retry_base = retry_base
         self._retry_max = retry_max
+        self._resubscribe_base = resubscribe_base
+        self._resubscribe_max = resubscribe_max
         self.stats = MarketDataStats()
         self._syncs: dict[str, BookSync] = {}
         self._streams: list[_Stream] = []
@@ -171,6 +216,11 @@ class MarketData:
         self._depth_keys: dict[str, str] = {}  # stream key -> pair, learned from depth messages
         self._symbols: Mapping[str, str] = {}
         self._parse: Callable[[Any, Mapping[str, str]], MarketMessage | None] = ctx.codec.parse_market_message
+        # Optional in the codec protocol: see the module docstring for what happens without it.
+        self._parse_ack: Callable[[Any, int], bool | VenueError | None] | None = getattr(
+            ctx.codec, "parse_market_ack", None
+        )
+        self._traded_on: dict[str, int] = {}  # pair -> the connection its last streamed trade came on
         self._request_ids = itertools.count(1)
         self._semaphore = asyncio.Semaphore(max(1, ctx.config.snapshot_concurrency))
         self._tasks: list[str] = []
@@ -271,8 +321,7 @@ class MarketData:
             self._streams.append(stream)
             for pair in chunk:
                 self._stream_of[pair] = stream
-            frame = codec.market_subscribe([ctx.symbol(p) for p in chunk], next(self._request_ids))
-            await ws.subscribe(f"market-{index}", frame)
+            await self._subscribe(stream)
             await ws.start()
             self._spawn(f"market_data.stream-{index}", partial(self._consume, stream))
         self._spawn("market_data.watchdog", self._watch)
@@ -328,15 +377,20 @@ class MarketData:
         """The hot path: parse, then route to the pair's book, trades or ticker."""
         stats = self.stats
         stats.messages += 1
-        if not stream.live:
-            stream.live = True
-            self._stream_live(stream)
+        if not stream.live and self._parse_ack is not None:
+            answer = self._parse_ack(msg.data, stream.request_id)
+            if answer is not None:
+                self._on_answer(stream, answer)
+                return
         try:
             parsed = self._parse(msg.data, self._symbols)
         except MalformedMessage as exc:
             self._on_malformed(msg, exc)
             return
-        except VenueError as exc:  # an error frame, e.g. a refused subscription
+        except VenueError as exc:  # an error frame: while we wait for our answer, it is the answer
+            if not stream.live and self._parse_ack is None:
+                self._on_answer(stream, exc)
+                return
             stats.rejected += 1
             log.error("%s: market stream answered with an error: %s", self._name, exc)
             return
@@ -359,11 +413,13 @@ class MarketData:
             if self._waiters:
                 self._notify(pair)
         elif cls is PublicTrade:
-            self._on_trade(parsed)  # type: ignore[arg-type]
+            self._on_trade(parsed, stream.connection)  # type: ignore[arg-type]
         elif cls is BookTicker:
             self._on_ticker(parsed)  # type: ignore[arg-type]
+        elif parsed is None and not stream.live and self._parse_ack is None:
+            self._on_answer(stream, True)  # the first acknowledgement after our request
         else:
-            stats.ignored += 1  # a control frame (subscription acknowledgement)
+            stats.ignored += 1  # a control frame (another acknowledgement, a shutdown notice)
 
     def _after_diff(self, sync: BookSync, step: Step) -> None:
         stats = self.stats
@@ -388,12 +444,13 @@ class MarketData:
         if pair is not None:
             self._lose(pair, f"malformed depth message: {exc}")
 
-    def _on_trade(self, trade: PublicTrade) -> None:
+    def _on_trade(self, trade: PublicTrade, connection: int) -> None:
         pair = trade.trading_pair
         sync = self._syncs.get(pair)
         if sync is None:
             self.stats.ignored += 1
             return
+        self._traded_on[pair] = connection
         book = sync.book
         try:
             book.record_trade(trade.price, trade.amount, trade.taker_side, trade.trade_id, trade.timestamp)
@@ -429,8 +486,10 @@ class MarketData:
         name = self._name
         if isinstance(event, Connected):
             stream.connected, stream.live = True, False
+            stream.connection = event.attempt
             self.stats.connects += 1
             now = self._ctx.clock.time()
+            stream.sent_at = now  # the client re-sent our subscription before saying Connected
             for pair in stream.pairs:
                 self._seen[pair] = now
                 self._retry_at.pop(pair, None)  # a new connection deserves a fresh round of attempts
@@ -440,6 +499,7 @@ class MarketData:
             self._report()
         elif isinstance(event, Disconnected):
             stream.connected = stream.live = False
+            self._forget_prices(stream)
             for pair in stream.pairs:
                 sync = self._syncs[pair]
                 sync.lose(f"stream disconnected ({event.reason}); reconnecting")
@@ -457,6 +517,7 @@ class MarketData:
         stream.connected = stream.live = False
         if self._stopped:
             return
+        self._forget_prices(stream)
         log.error("%s: market stream %d closed unexpectedly", self._name, stream.index)
         for pair in stream.pairs:
             sync = self._syncs[pair]
@@ -464,10 +525,121 @@ class MarketData:
             self._count_loss(sync)
         self._report()
 
-    def _stream_live(self, stream: _Stream) -> None:
+    def _forget_prices(self, stream: _Stream) -> None:
+        """Nothing keeps the pairs' tickers and last prices current any more: "unknown" is honest."""
+        tickers, prices = self._ctx.tickers, self._ctx.last_prices
         for pair in stream.pairs:
-            if self._syncs[pair].phase is Phase.WAITING:
-                self._ensure_fetch(pair)
+            tickers.pop(pair, None)
+            prices.pop(pair, None)
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    async def _subscribe(self, stream: _Stream) -> None:
+        """Send (and have the client remember for reconnects) a subscription with a fresh id."""
+        ctx = self._ctx
+        stream.request_id = next(self._request_ids)
+        stream.sent_at = ctx.clock.time()
+        frame = ctx.codec.market_subscribe([ctx.symbol(p) for p in stream.pairs], stream.request_id)
+        await stream.ws.subscribe(stream.key, frame)
+
+    def _on_answer(self, stream: _Stream, answer: bool | VenueError) -> None:
+        """The venue answered our subscription request on this connection."""
+        if answer is True:
+            stream.live = True
+            stream.refusals = 0
+            if stream.connection > 1:  # pre-outage prices were dropped: fetch the venue's
+                self._ensure_refresh(stream)
+            for pair in stream.pairs:
+                if self._syncs[pair].phase is Phase.WAITING:
+                    self._ensure_fetch(pair)
+            return
+        self.stats.rejected += 1
+        self._refused(stream, f"subscription refused: {answer}")
+
+    def _refused(self, stream: _Stream, why: str) -> None:
+        """Keep the stream's pairs out of sync, saying why, and ask again after a back-off."""
+        self.stats.refusals += 1
+        stream.refusals += 1
+        if stream.resubscribing:  # a resubscription is due already (an answer to an older request)
+            delay_note = "resubscription pending"
+        else:
+            delay = backoff_delay(
+                stream.refusals, base=self._resubscribe_base, cap=self._resubscribe_max, jitter=0.25,
+                rng=self._rng,
+            )
+            delay_note = f"resubscribing in {delay:.2f}s (refusal {stream.refusals} in a row)"
+            if not self._stopped:
+                stream.resubscribing = True
+                self._spawn(
+                    f"market_data.resubscribe-{stream.index}", partial(self._resubscribe, stream, delay),
+                    restart=False,
+                )
+        reason = f"{why}; {delay_note}"
+        log.warning("%s market stream %d: %s", self._name, stream.index, reason)
+        for pair in stream.pairs:
+            sync = self._syncs[pair]
+            sync.lose(reason)
+            self._count_loss(sync)
+        self._report()
+
+    async def _resubscribe(self, stream: _Stream, delay: float) -> None:
+        try:
+            await self._ctx.clock.sleep(delay)
+            if self._stopped or stream.live:
+                return
+            self.stats.resubscribes += 1
+            await self._subscribe(stream)  # sent now if connected, else by the reconnect
+            log.info("%s market stream %d: resubscribed (request %d)", self._name, stream.index,
+                     stream.request_id)
+        finally:
+            stream.resubscribing = False
+
+    # -- last prices after a reconnect ----------------------------------------------------------
+
+    def _ensure_refresh(self, stream: _Stream) -> None:
+        """Fetch the venue's last prices for a reconnected stream; one job per stream, which
+        serves the newest connection when it is done with an older one."""
+        stream.refresh_for = stream.connection
+        if stream.refreshing or self._stopped:
+            return
+        stream.refreshing = True
+        self._spawn(f"market_data.last_prices-{stream.index}", partial(self._refresh, stream), restart=False)
+
+    async def _refresh(self, stream: _Stream) -> None:
+        try:
+            while stream.refresh_for:
+                connection, stream.refresh_for = stream.refresh_for, 0
+                await self._refresh_once(stream, connection)
+        finally:
+            stream.refreshing = False
+
+    async def _refresh_once(self, stream: _Stream, connection: int) -> None:
+        ctx = self._ctx
+        self.stats.price_refreshes += 1
+        try:
+            payload = await ctx.http.request(ctx.codec.last_prices_request())
+            prices = ctx.codec.parse_last_prices(payload, self._symbols)
+        except (MalformedMessage, VenueError) as exc:
+            self.stats.price_refresh_failures += 1
+            if isinstance(exc, MalformedMessage):
+                self.stats.malformed += 1
+            log.warning("%s market stream %d: last prices not refreshed after the reconnect (unknown "
+                        "until a trade streams in): %s", self._name, stream.index, exc)
+            return
+        if stream.connection != connection or not stream.live:
+            return  # dropped again meanwhile: that connection's prices are unknown once more
+        last_prices = ctx.last_prices
+        for pair in stream.pairs:
+            if self._traded_on.get(pair) == connection:
+                continue  # a trade streamed on this connection is newer than any REST answer
+            price = prices.get(pair)
+            if price is None:
+                continue
+            if not isinstance(price, Decimal) or not price.is_finite() or price < 0:
+                self.stats.malformed += 1
+                log.warning("%s %s: dropped a bad last price %r", self._name, pair, price)
+            elif price > 0:  # zero: the venue's word for "never traded"
+                last_prices[pair] = price
 
     # -- sync transitions -----------------------------------------------------------------------
 
@@ -599,6 +771,14 @@ class MarketData:
         while True:
             now = clock.time()
             wake = now + stale_after
+            for stream in self._streams:
+                if stream.connected and not stream.live and not stream.resubscribing:
+                    due = stream.sent_at + stale_after
+                    if now >= due:
+                        self._refused(stream, f"no answer to subscription request {stream.request_id} "
+                                              f"for {now - stream.sent_at:.1f}s")
+                    else:
+                        wake = min(wake, due)
             for pair, sync in self._syncs.items():
                 stream = self._stream_of[pair]
                 if not stream.live:

@@ -73,6 +73,8 @@ class Faults:
     _drop_generation: dict[StreamKind, int] = field(default_factory=dict)
     _stall_until_ms: dict[StreamKind, int] = field(default_factory=dict)
     _listen_key_expiry_generation: int = 0
+    _refused_subscriptions: int = 0
+    refusal_message: str = "Invalid request: too many streams"
     fired: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -122,6 +124,14 @@ class Faults:
         for k in _kinds(kind):
             self._stall_until_ms[k] = until_ms
 
+    def refuse_subscriptions(self, n: int = 1, message: str | None = None) -> None:
+        """The next ``n`` live SUBSCRIBE requests on market streams are refused with an error frame
+        for their id (the venue's code 2, ``message``) and subscribe nothing: a client that takes
+        any answer for success then waits for diffs that never come."""
+        self._refused_subscriptions += _positive(n)
+        if message is not None:
+            self.refusal_message = message
+
     def expire_listen_keys(self) -> None:
         """Expire every listen key / user-data subscription now (``listenKeyExpired`` is sent)."""
         self._listen_key_expiry_generation += 1
@@ -139,6 +149,7 @@ class Faults:
         self._duplicates.clear()
         self._reorders.clear()
         self._stall_until_ms.clear()
+        self._refused_subscriptions = 0
         self.clock_shift_ms = 0
 
     # -- consuming (venue front-ends) ----------------------------------------------------------
@@ -159,6 +170,14 @@ class Faults:
             self._count("lost_order_response")
             return True
         return False
+
+    def take_subscription_refusal(self) -> str | None:
+        """The error message to refuse one SUBSCRIBE with, or None to serve it."""
+        if self._refused_subscriptions <= 0:
+            return None
+        self._refused_subscriptions -= 1
+        self._count("refused_subscription")
+        return self.refusal_message
 
     def take_depth_skip(self, symbol: str) -> bool:
         left = self._depth_skips.get(symbol, 0)

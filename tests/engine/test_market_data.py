@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal as D
@@ -54,7 +55,9 @@ WAIT = 5.0  # bound on every wait; a healthy test never comes near it
 
 class FakeCodec:
     """Frames: {"k": "depth"|"book"|"trade"|"ticker", "s": SYMBOL, ...}; {"marker": n} is a
-    barrier the test awaits; {"result": null, "id": n} an acknowledgement; {"error": ...} a refusal."""
+    barrier the test awaits; {"result": null, "id": n} an acknowledgement; {"error": ..., "id": n}
+    a refusal. It matches answers to requests by id (``parse_market_ack``); last prices come from
+    "/prices" as {SYMBOL: "price"}."""
 
     def __init__(self) -> None:
         self.markers: dict[int, asyncio.Event] = {}
@@ -82,6 +85,21 @@ class FakeCodec:
     def market_subscribe(self, symbols: Sequence[str], request_id: int) -> Any:
         return {"method": "SUBSCRIBE", "params": list(symbols), "id": request_id}
 
+    def parse_market_ack(self, m: Any, request_id: int) -> bool | VenueError | None:
+        if not isinstance(m, dict) or m.get("id") != request_id:
+            return None
+        if "error" in m:
+            return Rejected(m["error"], code=2)
+        return True if "result" in m else None
+
+    def last_prices_request(self) -> RestRequest:
+        return RestRequest("GET", "/prices", {})
+
+    def parse_last_prices(self, payload: Any, symbols: Mapping[str, str]) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise MalformedMessage("prices: expected an object")
+        return {symbols[k]: D(v) if isinstance(v, str) else v for k, v in payload.items() if k in symbols}
+
     def market_message_key(self, m: Any) -> str | None:
         return f"{m['s'].lower()}@{m['k']}" if "s" in m and "k" in m else None
 
@@ -108,6 +126,13 @@ class FakeCodec:
         raise MalformedMessage(f"unknown kind {kind!r}")
 
 
+class OrderCodec(FakeCodec):
+    """A codec that cannot tell which request an answer is for (as Binance's today): the engine
+    takes the first acknowledgement or error frame after its request as the answer."""
+
+    parse_market_ack = None  # type: ignore[assignment]
+
+
 class SnapshotHttp:
     """``request`` answers /depth from a per-symbol script; with nothing scripted it holds the
     request on a future the test settles (``pending``). Tracks how many are in flight at once."""
@@ -120,6 +145,24 @@ class SnapshotHttp:
         self.requests: list[RestRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.prices: list[Any] = []  # answers to the last-prices request, in order
+        self.prices_pending: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+
+    async def _prices(self) -> Any:
+        """The scripted answer, or one the test settles (``prices_pending``) when none is."""
+        self.log.append("prices")
+        if self.prices:
+            answer = self.prices.pop(0)
+        else:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self.prices_pending.put_nowait(fut)
+            answer = await fut
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def next_prices_request(self) -> asyncio.Future[Any]:
+        return await asyncio.wait_for(self.prices_pending.get(), WAIT)
 
     def answer(self, symbol: str, *answers: Any) -> None:
         """Answer held requests of ``symbol`` first, in order; script the rest for later ones."""
@@ -140,6 +183,8 @@ class SnapshotHttp:
             fut.set_result(answer)
 
     async def request(self, req: RestRequest) -> Any:
+        if req.path == "/prices":
+            return await self._prices()
         assert req.params is not None
         symbol = str(req.params["symbol"])
         self.requests.append(req)
@@ -166,7 +211,12 @@ class SnapshotHttp:
 
 
 class StreamServer:
-    """The venue's market WebSocket: records subscriptions, acknowledges them, pushes frames."""
+    """The venue's market WebSocket: records subscriptions, acknowledges them, pushes frames.
+
+    ``answers`` scripts the answers to the next SUBSCRIBE requests, in order: "refuse" (an error
+    frame with the request's id), "refuse-anonymous" (one without an id), "silent" (no answer),
+    or a list of frames sent before the acknowledgement; once it is empty, every request is
+    acknowledged at once."""
 
     def __init__(self, log: list[str], codec: FakeCodec) -> None:
         self.log = log
@@ -175,7 +225,19 @@ class StreamServer:
         self.by_symbol: dict[str, web.WebSocketResponse] = {}
         self.frames: list[Any] = []
         self.subscribed: asyncio.Queue[list[str]] = asyncio.Queue()
+        self.answers: list[str | list[dict[str, Any]]] = []
         self._markers = 0
+
+    async def _answer(self, ws: web.WebSocketResponse, request_id: Any) -> None:
+        how = self.answers.pop(0) if self.answers else []
+        if how == "refuse":
+            await ws.send_json({"error": "Invalid request: too many streams", "id": request_id})
+        elif how == "refuse-anonymous":
+            await ws.send_json({"error": "Invalid request: request ID must be an unsigned integer"})
+        elif isinstance(how, list):
+            for frame in how:
+                await ws.send_json(frame)
+            await ws.send_json({"result": None, "id": request_id})
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -190,7 +252,7 @@ class StreamServer:
                 for symbol in frame["params"]:
                     self.by_symbol[symbol] = ws
                 self.log.append(f"subscribe {','.join(frame['params'])}")
-                await ws.send_json({"result": None, "id": frame["id"]})
+                await self._answer(ws, frame["id"])
                 self.subscribed.put_nowait(frame["params"])
         return ws
 
@@ -314,11 +376,14 @@ async def venue() -> AsyncIterator[Callable[..., Any]]:
         *,
         spec: VenueSpec | None = None,
         config: ConnectorConfig | None = None,
+        codec: FakeCodec | None = None,
+        answers: Sequence[str | list[dict[str, Any]]] = (),
         **md_kw: Any,
     ) -> Harness:
         log: list[str] = []
-        codec = FakeCodec()
+        codec = codec or FakeCodec()
         server = StreamServer(log, codec)
+        server.answers = list(answers)
         app = web.Application()
         app.router.add_get("/ws", server.handle)
         runner = web.AppRunner(app, handle_signals=False)
@@ -523,6 +588,99 @@ async def test_reconnect_puts_books_out_of_sync_and_resyncs_from_the_new_stream(
     assert h.md.stats.connects == 2 and h.md.stats.resyncs == {BTC: 1}
 
 
+def trade(t: int, price: str, at: float) -> dict[str, Any]:
+    return {"k": "trade", "t": t, "p": price, "q": "0.5", "side": "BUY", "T": at}
+
+
+def ticker(u: int, bid: str, ask: str) -> dict[str, Any]:
+    return {"k": "ticker", "u": u, "b": bid, "B": "1", "a": ask, "A": "1"}
+
+
+async def refreshed(h: Harness) -> None:
+    """Return once the last-price job of the (first) market stream has finished."""
+    task = h.ctx.supervisor.records["market_data.last_prices-0"].task
+    assert task is not None
+    await asyncio.wait_for(asyncio.shield(task), WAIT)
+
+
+async def reconnected(h: Harness) -> None:
+    """Drop the market connection and wait until the new one is subscribed (and acknowledged)."""
+    await h.server.drop("BTCUSDT")
+    await h.detail_contains("BTC-USDT: stream disconnected")
+    h.clock.advance(30.0)  # the reconnect back-off, which grows while connections carry no data
+    assert await h.server.next_subscription() == ["BTCUSDT"]
+
+
+async def test_a_drop_voids_tickers_and_last_prices_and_the_reconnect_refreshes_the_price(venue: Any) -> None:
+    """Audit E, finding 2: after an outage, ticker() and last_trade_price() never serve
+    pre-outage values. The ticker stays unknown until the venue sends one; the last price comes
+    back from one REST request for the reconnected stream's pairs."""
+    h = await venue((BTC, ETH))
+    await synced(h, BTC)
+    await synced(h, ETH)
+    await h.server.push("BTCUSDT", trade(7, "100.75", 2.0), ticker(9, "100.50", "101.00"))
+    await h.server.push("ETHUSDT", trade(3, "10.25", 2.0))
+    await h.server.barrier("BTCUSDT")
+    assert h.ctx.last_prices == {BTC: D("100.75"), ETH: D("10.25")} and set(h.ctx.tickers) == {BTC}
+    await h.server.drop("BTCUSDT")
+    await h.detail_contains("BTC-USDT: stream disconnected")
+    assert h.ctx.tickers == {} and h.ctx.last_prices == {}  # unknown, not stale
+    assert h.md.book(BTC).last_trade is not None  # the last trade streamed stays, with its id
+    h.clock.advance(1.0)
+    await h.server.next_subscription()
+    answer = await h.http.next_prices_request()  # once live again: one request for all pairs
+    answer.set_result({"BTCUSDT": "103.10", "ETHUSDT": "0", "XRPUSDT": "1.0"})  # ETH: never traded
+    await refreshed(h)
+    assert h.ctx.last_prices == {BTC: D("103.10")} and h.ctx.tickers == {}
+    await h.server.push("BTCUSDT", ticker(12, "103.00", "103.20"), trade(8, "103.20", 3.0))
+    await h.server.barrier("BTCUSDT")
+    assert h.ctx.tickers[BTC].update_id == 12 and h.ctx.last_prices[BTC] == D("103.20")
+    assert h.log.count("prices") == 1 and h.md.stats.price_refreshes == 1
+
+
+async def test_a_trade_streamed_before_the_price_answer_wins(venue: Any) -> None:
+    h = await venue()
+    await synced(h)
+    await h.server.push("BTCUSDT", trade(7, "100.75", 2.0))
+    await h.server.barrier("BTCUSDT")
+    await reconnected(h)
+    answer = await h.http.next_prices_request()
+    await h.server.push("BTCUSDT", trade(8, "101.50", 3.0))  # newer than any REST answer
+    await h.server.barrier("BTCUSDT")
+    answer.set_result({"BTCUSDT": "101.00"})
+    await refreshed(h)
+    assert h.ctx.last_prices == {BTC: D("101.50")}
+
+
+async def test_a_failed_or_bad_price_refresh_leaves_the_price_unknown(venue: Any) -> None:
+    h = await venue()
+    await synced(h)
+    await h.server.push("BTCUSDT", trade(7, "100.75", 2.0))
+    await h.server.barrier("BTCUSDT")
+    h.http.prices = [ServerError("busy"), ["not", "an", "object"], {"BTCUSDT": D("-1")}]
+    for n in range(1, 4):
+        await reconnected(h)
+        await synced(h)  # the ack was handled: the refresh job runs (or ran)
+        await refreshed(h)
+        assert BTC not in h.ctx.last_prices and h.md.stats.price_refreshes == n
+    s = h.md.stats
+    assert (s.price_refresh_failures, s.malformed) == (2, 2)
+
+
+async def test_a_price_answer_after_the_next_drop_is_discarded(venue: Any) -> None:
+    h = await venue()
+    await synced(h)
+    await reconnected(h)
+    stale_answer = await h.http.next_prices_request()
+    await reconnected(h)  # dropped again while the first refresh waits
+    stale_answer.set_result({"BTCUSDT": "99.00"})
+    fresh = await h.http.next_prices_request()  # the same job serves the newest connection
+    assert BTC not in h.ctx.last_prices
+    fresh.set_result({"BTCUSDT": "98.00"})
+    await refreshed(h)
+    assert h.ctx.last_prices == {BTC: D("98.00")} and h.md.stats.price_refreshes == 2
+
+
 async def test_stale_depth_stream_resyncs_the_pair(venue: Any) -> None:
     h = await venue(config=ConnectorConfig(book_stale_after=5.0))
     await synced(h)
@@ -565,7 +723,9 @@ async def test_bad_messages_are_dropped_counted_and_resync_their_book(venue: Any
     assert len(h.resynced()) == 2
 
 
-async def test_foreign_pairs_acks_and_error_frames_are_ignored(venue: Any) -> None:
+async def test_foreign_pairs_and_stray_answers_are_ignored_once_live(venue: Any) -> None:
+    """After our subscription was acknowledged, answers to no request of ours (another id) and
+    frames for pairs not followed here change nothing: they are counted and dropped."""
     h = await venue()
     await synced(h)
     await h.server.push("BTCUSDT", {"k": "nonsense"})  # unknown kind, key btcusdt@nonsense: no pair
@@ -574,13 +734,107 @@ async def test_foreign_pairs_acks_and_error_frames_are_ignored(venue: Any) -> No
         {"s": "XRPUSDT", **depth(1, 1)},
         {"s": "XRPUSDT", "k": "trade", "t": 1, "p": "1", "q": "1", "side": "BUY", "T": 1.0},
         {"s": "XRPUSDT", "k": "ticker", "b": "1", "B": "1", "a": "2", "A": "1"},
-        {"error": "Invalid request: too many streams"},
+        {"result": None, "id": 77},
+        {"error": "Invalid request: unknown property", "id": 78},
     ):
         await ws.send_json(frame)
     await h.server.barrier("BTCUSDT")
     s = h.md.stats
-    assert (s.malformed, s.rejected) == (1, 1) and s.ignored >= 4  # the ack and the three XRP frames
+    assert (s.malformed, s.rejected, s.refusals) == (1, 1, 0) and s.ignored >= 4  # acks, XRP frames
     assert h.md.in_sync and h.ctx.tickers == {} and h.resynced() == []
+
+
+def resubscribe_delay(detail: str) -> float:
+    """The back-off the status announces ("...; resubscribing in 1.93s (refusal 2 in a row)"),
+    rounded to 10 ms: advance the clock 10 ms more to reach it."""
+    return float(detail.split("resubscribing in ")[1].split("s ", 1)[0])
+
+
+async def test_a_refused_subscription_keeps_books_out_of_sync_and_is_retried_with_backoff(
+    venue: Any,
+) -> None:
+    """Audit E, finding 1: an error frame answering our SUBSCRIBE is a refusal. No snapshot is
+    fetched (nothing would ever update the book), the status names the venue's error, and the
+    request is sent again, with a fresh id, after 1 s, 2 s, 4 s... (less up to 25% jitter), capped."""
+    h = await venue(answers=["refuse", "refuse", "refuse", "refuse"], resubscribe_max=3.0,
+                    rng=random.Random(3))
+    ids = []
+    for n, (low, high) in enumerate([(0.75, 1.0), (1.5, 2.0), (2.25, 3.0), (2.25, 3.0)], start=1):
+        await h.server.next_subscription()
+        ids.append(h.server.frames[-1]["id"])
+        await h.detail_contains(f"(refusal {n} in a row)")
+        ready, detail = h.status()
+        assert not ready and detail.startswith(
+            "BTC-USDT: subscription refused: Rejected [2]: Invalid request: too many streams; "
+            "resubscribing in "
+        )
+        delay = resubscribe_delay(detail)
+        assert low - 0.005 <= delay <= high
+        assert h.md.sync(BTC).phase is Phase.WAITING and not h.md.in_sync
+        assert h.http.requests == [] and h.md.stats.refusals == n  # no snapshot for a refused stream
+        assert len(h.server.frames) == n  # one request per refusal: no loop
+        await h.clock.wait_for_sleepers(3)  # the watchdog, the heartbeat and the resubscription
+        assert h.clock.next_deadline == pytest.approx(h.clock.time() + delay, abs=0.005)
+        h.clock.advance(delay + 0.01)
+    assert await h.server.next_subscription() == ["BTCUSDT"]  # the fifth: acknowledged
+    ids.append(h.server.frames[-1]["id"])
+    assert len(set(ids)) == 5 and ids == sorted(ids)
+    await synced(h)
+    assert h.status() == (True, "1 books in sync")
+    s = h.md.stats
+    assert (s.refusals, s.rejected, s.resubscribes) == (4, 4, 4) and len(h.server.sockets) == 1
+    assert h.md._streams[0].refusals == 0  # an acknowledgement resets the back-off
+
+
+async def test_an_answer_to_another_request_does_not_make_the_stream_live(venue: Any) -> None:
+    """Only the acknowledgement of OUR request id counts: an ack or an error for another id
+    (and data) coming first leaves the book waiting, with no snapshot asked for."""
+    stray = [{"result": None, "id": 999}, {"error": "Invalid request: unknown property", "id": 998},
+             {"s": "BTCUSDT", **depth(99, 101, [("100.00", "2")])}]
+    h = await venue(answers=[stray])
+    assert await h.http.next_request() == "BTCUSDT"  # asked for only after our own ack
+    assert h.log.index("subscribe BTCUSDT") < h.log.index("snapshot BTCUSDT")
+    assert h.md.stats.buffered == 1 and h.md.stats.refusals == 0  # the diff was kept for the bridge
+    h.http.settle("BTCUSDT", snap(100))
+    await h.until(lambda: h.md.in_sync)
+    assert h.md.book(BTC).update_id == 101
+
+
+async def test_a_subscription_left_unanswered_is_sent_again(venue: Any) -> None:
+    h = await venue(config=ConnectorConfig(book_stale_after=5.0), answers=["silent"], rng=random.Random(1))
+    await h.server.next_subscription()
+    first = h.server.frames[-1]["id"]
+    h.clock.advance(5.0)
+    await h.detail_contains(f"no answer to subscription request {first} for 5.0s; resubscribing in")
+    assert h.http.requests == [] and h.md.stats.refusals == 1 and h.md.stats.rejected == 0
+    h.clock.advance(resubscribe_delay(h.status()[1]) + 0.01)
+    await h.server.next_subscription()
+    assert h.server.frames[-1]["id"] > first
+    await synced(h)
+
+
+async def test_without_ids_the_first_answer_after_our_request_decides(venue: Any) -> None:
+    """A codec that cannot read an answer's id (Binance's): the first error frame after our
+    request is its refusal (even one without an id), the first acknowledgement its success."""
+    h = await venue(codec=OrderCodec(), answers=["refuse-anonymous"], rng=random.Random(2))
+    await h.server.next_subscription()
+    await h.detail_contains("subscription refused: Rejected [2]: Invalid request: request ID must be")
+    assert h.http.requests == [] and not h.md.in_sync
+    h.clock.advance(resubscribe_delay(h.status()[1]) + 0.01)
+    await h.server.next_subscription()
+    await synced(h)
+    ws = h.server.by_symbol["BTCUSDT"]
+    await ws.send_json({"error": "Invalid request: unknown property", "id": 5})  # live: not a refusal
+    await h.server.barrier("BTCUSDT")
+    assert h.md.in_sync and (h.md.stats.rejected, h.md.stats.refusals) == (2, 1)
+
+
+async def test_resubscribe_settings_are_checked(venue: Any) -> None:
+    h = await venue()
+    with pytest.raises(ConfigError):
+        MarketData(h.ctx, resubscribe_base=2.0, resubscribe_max=1.0)
+    with pytest.raises(ConfigError):
+        MarketData(h.ctx, resubscribe_base=0.0)
 
 
 async def test_pushed_snapshot_replaces_the_book_directly(venue: Any) -> None:

@@ -42,6 +42,11 @@ class BinanceSpotConfig:
     wsapi_pong_timeout_ms: int = 60_000
     stream_max_incoming_per_s: int = 5  # 0 disables Binance's "5 incoming messages per second"
     max_streams_per_connection: int = 1024
+    # BSD web-socket-streams.md: "There is a limit of 300 connections per attempt every 5 minutes
+    # per IP". Every upgrade request to the stream host counts, refused ones included; past the
+    # limit the handshake is answered 429 with Retry-After, as REST limits are. 0 disables.
+    stream_connection_attempts: int = 300
+    stream_connection_window_ms: int = 300_000
     max_outbox: int = 100_000  # frames queued for one slow socket before it is dropped
     slow_depth_ms: int = 1_000  # the cadence of @depth and @depthN without @100ms
 
@@ -57,15 +62,21 @@ class BinanceSpotConfig:
             "ban_ms", "connection_lifetime_ms", "stream_ping_interval_ms", "stream_pong_timeout_ms",
             "wsapi_ping_interval_ms", "wsapi_pong_timeout_ms", "max_streams_per_connection", "max_outbox",
             "slow_depth_ms", "listen_key_ttl_ms", "max_recv_window_ms", "default_recv_window_ms",
-            "max_subscriptions_per_session", "violations_before_ban",
+            "max_subscriptions_per_session", "violations_before_ban", "stream_connection_window_ms",
         )
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"binance config: {name} must be a positive int, got {value!r}")
-        non_negative = (self.stream_max_incoming_per_s, self.wsapi_connect_weight, self.future_tolerance_ms)
+        non_negative = (
+            self.stream_max_incoming_per_s, self.wsapi_connect_weight, self.future_tolerance_ms,
+            self.stream_connection_attempts,
+        )
         if min(non_negative) < 0:
-            raise ConfigError("binance config: incoming rate, connect weight and tolerance must be >= 0")
+            raise ConfigError(
+                "binance config: incoming rate, connect weight, tolerance and connection attempts "
+                "must be >= 0"
+            )
         if self.default_recv_window_ms > self.max_recv_window_ms:
             raise ConfigError("binance config: default recvWindow above the maximum")
         if not any(lim.kind is LimitType.REQUEST_WEIGHT for lim in self.rate_limits):

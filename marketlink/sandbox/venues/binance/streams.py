@@ -14,12 +14,21 @@ a client sees ``U > last u + 1`` and must resync. A path may also name a legacy 
 A raw path whose name is neither a stream nor shaped like a listen key opens a connection with no
 streams: ccxt pro connects to ``/ws/0``, ``/ws/1`` ... (its own connection numbers) and then
 subscribes with SUBSCRIBE frames, which works against Binance, so Binance accepts such paths.
+
+Connection attempts are limited per IP (``stream_connection_attempts`` per
+``stream_connection_window_ms``, Binance's 300 per 5 minutes): a client that reconnects in a
+storm is refused at the handshake, so a conformance test can catch the storm. Binance documents
+the limit but not its refusal; the sandbox answers as it does for REST limits (HTTP 429, code
+-1003, ``Retry-After`` in seconds until the window ends), counting in fixed windows as Binance
+counts its intervals. A ``refuse_subscriptions`` fault answers SUBSCRIBE frames with an error for
+their id instead of subscribing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +42,7 @@ from marketlink.sandbox.exchange.events import Level
 from marketlink.sandbox.faults import Faults, StreamKind
 from marketlink.sandbox.venues.binance import messages, views
 from marketlink.sandbox.venues.binance.config import BinanceSpotConfig
+from marketlink.sandbox.venues.binance.errors import BinanceError
 from marketlink.sandbox.venues.binance.sockets import Heartbeat, Socket, new_websocket
 from marketlink.sandbox.venues.binance.userdata import ListenKey, Sink, UserStreams
 
@@ -172,6 +182,9 @@ class MarketStreams:
         self.conns: dict[StreamConn, None] = {}
         self.depth_skipped = 0
         self.control_errors = 0
+        self._attempts: dict[str, int] = {}  # ip -> connection attempts in the current window
+        self._attempts_window = -1  # start (ms) of the window ``_attempts`` counts
+        self.refused_connections = 0
         for symbol in self._symbols:
             exchange.subscribe_symbol(symbol, self._on_public)
 
@@ -341,8 +354,32 @@ class MarketStreams:
         raw = request.query.get("streams", "")
         return await self._serve(request, [n for n in raw.split("/") if n], combined=True)
 
+    def _admit_connection(self, ip: str, now_ms: int) -> BinanceError | None:
+        """Count one connection attempt from ``ip``; the refusal once it is past the limit."""
+        limit = self._config.stream_connection_attempts
+        if not limit:
+            return None
+        window = self._config.stream_connection_window_ms
+        start = now_ms - now_ms % window
+        if start != self._attempts_window:  # a new window: every IP starts again (and memory is freed)
+            self._attempts_window = start
+            self._attempts.clear()
+        count = self._attempts[ip] = self._attempts.get(ip, 0) + 1
+        if count <= limit:
+            return None
+        self.refused_connections += 1
+        per = _per(window)
+        return BinanceError(
+            -1003, f"Too many connection attempts; current limit is {limit} connection attempts per {per}.",
+            status=429, retry_after_s=max(1, math.ceil((start + window - now_ms) / 1000)),
+        )
+
     async def _serve(self, request: web.Request, names: list[str], *, combined: bool) -> web.StreamResponse:
         now = self._now()
+        refused = self._admit_connection(request.remote or "unknown", now)
+        if refused is not None:
+            return web.json_response(refused.body(), status=refused.status,
+                                     headers={"Retry-After": str(refused.retry_after_s)})
         streams: list[StreamName] = []
         keys: list[ListenKey] = []
         for raw in names:
@@ -440,6 +477,9 @@ class MarketStreams:
             if len(names) != len(params):
                 return {"code": 2, "msg": "Invalid request: invalid stream", "id": rid}
             if method == "SUBSCRIBE":
+                refusal = self._faults.take_subscription_refusal()
+                if refusal is not None:
+                    return {"code": 2, "msg": refusal, "id": rid}
                 total = len(conn.streams) + sum(1 for n in names if n.name not in conn.streams)
                 if total > self._config.max_streams_per_connection:
                     return {"code": 2, "msg": "Invalid request: too many streams", "id": rid}
@@ -475,6 +515,13 @@ class MarketStreams:
             conn.socket.push(frame, StreamKind.MARKET)
             conn.socket.close(WSCloseCode.GOING_AWAY, "server shutdown")
         await asyncio.gather(*(c.socket.finish() for c in list(self.conns)), return_exceptions=True)
+
+
+def _per(window_ms: int) -> str:
+    """A window as Binance words its limits: "minute", "5 minutes", "10 seconds"."""
+    unit, size = ("minute", 60_000) if window_ms % 60_000 == 0 else ("second", 1_000)
+    n = window_ms / size
+    return unit if n == 1 else f"{n:g} {unit}s"
 
 
 def _valid_id(rid: object) -> bool:

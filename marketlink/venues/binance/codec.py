@@ -410,6 +410,20 @@ class BinanceSpotCodec:
     def market_subscribe(self, symbols: Sequence[str], request_id: int) -> Any:
         return {"method": "SUBSCRIBE", "params": self.stream_names(symbols), "id": request_id}
 
+    def parse_market_ack(self, message: Any, request_id: int) -> bool | VenueError | None:
+        """The answer to our SUBSCRIBE ``request_id``: ``{"result": null, "id": N}`` accepts it;
+        ``{"code": C, "msg": ..., "id": N}`` refuses it. Anything else, an answer to another id
+        included, is not it (None). An error without an id cannot be matched here; the engine
+        treats it as the answer to the one request it has in flight."""
+        if not isinstance(message, dict) or message.get("id") != request_id or "stream" in message:
+            return None
+        code = message.get("code")
+        if isinstance(code, int) and not isinstance(code, bool):
+            return Rejected(str(message.get("msg", "")), code=code, venue=NAME)
+        if "result" in message and message["result"] is None:
+            return True
+        return _malformed(f"answer to subscription {request_id}: neither a result nor an error")
+
     def market_unsubscribe(self, symbols: Sequence[str], request_id: int) -> Any:
         return {"method": "UNSUBSCRIBE", "params": self.stream_names(symbols), "id": request_id}
 

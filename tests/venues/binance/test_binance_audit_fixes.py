@@ -448,3 +448,18 @@ def test_fixture_payloads_still_parse() -> None:
                  "ws_executionReport_canceled.json", "ws_outboundAccountPosition.json"):
         codec.parse_user_message(copy.deepcopy(load_fixture(name)), SYMBOLS)
     assert codec.parse_market_message(load_fixture("ws_bookTicker.json"), SYMBOLS) is not None
+
+
+def test_a_market_subscription_answer_is_matched_to_its_request_id() -> None:
+    from marketlink.net.errors import MalformedMessage, Rejected
+    from marketlink.venues.binance import BinanceSpotCodec
+
+    codec = BinanceSpotCodec()
+    assert codec.parse_market_ack({"result": None, "id": 7}, 7) is True
+    assert codec.parse_market_ack({"result": None, "id": 6}, 7) is None  # another request's answer
+    refused = codec.parse_market_ack({"code": 2, "msg": "Invalid request: too many streams", "id": 7}, 7)
+    assert isinstance(refused, Rejected) and refused.code == 2 and "too many streams" in str(refused)
+    assert codec.parse_market_ack({"code": 2, "msg": "no id"}, 7) is None
+    assert codec.parse_market_ack({"stream": "btcusdt@trade", "data": {}, "id": 7}, 7) is None
+    assert codec.parse_market_ack([1, 2], 7) is None
+    assert isinstance(codec.parse_market_ack({"result": [], "id": 7}, 7), MalformedMessage)

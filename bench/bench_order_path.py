@@ -61,6 +61,10 @@ class _Response:
         self._body = body
         self.headers: Mapping[str, str] = {"Content-Type": "application/json"}
 
+    @property
+    def content_length(self) -> int:
+        return len(self._body)
+
     async def read(self) -> bytes:
         return self._body
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
 from typing import NamedTuple
 
 from marketlink.core.errors import InvalidTradingPair, UnknownSymbol
@@ -18,13 +19,23 @@ class TradingPair(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> TradingPair:
-        base, sep, quote = text.strip().upper().partition("-")
-        if not sep or not _ASSET.match(base) or not _ASSET.match(quote) or "-" in quote:
+        if not isinstance(text, str):
             raise InvalidTradingPair(f"not a BASE-QUOTE trading pair: {text!r}")
-        return cls(base, quote)
+        return _parse(text) if cls is TradingPair else cls(*_parse(text))
 
     def __str__(self) -> str:
         return f"{self.base}-{self.quote}"
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> TradingPair:
+    """Cached: an order's path splits its pair several times (fees, balances, budget), and a
+    connector trades a handful of pairs; the result is an immutable tuple, safe to share. A
+    malformed text raises every time (exceptions are not cached)."""
+    base, sep, quote = text.strip().upper().partition("-")
+    if not sep or not _ASSET.match(base) or not _ASSET.match(quote) or "-" in quote:
+        raise InvalidTradingPair(f"not a BASE-QUOTE trading pair: {text!r}")
+    return TradingPair(base, quote)
 
 
 def split_pair(pair: str) -> tuple[str, str]:

@@ -191,11 +191,20 @@ def encode_query(params: Mapping[str, ParamValue | None] | None) -> str:
     if not params:
         return ""
     parts = []
+    names = _QUOTED_NAMES
     for name, value in params.items():
         if value is None:
             continue
-        parts.append(f"{_quoted(name)}={_quoted(_param_text(name, value))}")
+        quoted = names.get(name)
+        if quoted is None:
+            quoted = _quoted(name)
+            if len(names) < 1024:  # parameter names are a venue's small fixed vocabulary
+                names[name] = quoted
+        parts.append(f"{quoted}={_quoted(_param_text(name, value))}")
     return "&".join(parts)
+
+
+_QUOTED_NAMES: dict[str, str] = {}
 
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -480,11 +489,13 @@ class HttpClient:
         a byte is read, otherwise after at most ``max_body + 1`` bytes."""
         cap = self._max_body
         announced = resp.content_length
-        if announced is not None and announced > cap:
-            raise self._count(MalformedMessage(
-                f"{where}: answer of {announced} bytes announced, above the {cap}-byte cap",
-                status=resp.status,
-            ))
+        if announced is not None:
+            if announced > cap:
+                raise self._count(MalformedMessage(
+                    f"{where}: answer of {announced} bytes announced, above the {cap}-byte cap",
+                    status=resp.status,
+                ))
+            return await resp.read()  # the protocol holds the body to its announced length
         chunks: list[bytes] = []
         size = 0
         while size <= cap:

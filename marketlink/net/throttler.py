@@ -57,7 +57,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -473,6 +473,21 @@ class ThrottleState:
             fraction = max(fraction, track.used / track.capacity)
         return fraction
 
+    def pool_usage_around(self, limit_id: str, now: float, units: int) -> tuple[float, float]:
+        """``pool_usage`` just before and just after a charge of ``units`` that was recorded:
+        one pass over the windows for the "near the limit" watch."""
+        tracks = self._tracks[limit_id]
+        now = self._clamp(now)
+        before = after = 0.0
+        for track in tracks:
+            track.expire(now)
+            used, capacity = track.used, track.capacity
+            if used / capacity > after:
+                after = used / capacity
+            if (used - units) / capacity > before:
+                before = (used - units) / capacity
+        return before, after
+
     def usage(self, now: float) -> dict[str, float]:
         """Every pool's ``pool_usage``, for "near the limit" warnings and status pages."""
         return {limit_id: self.pool_usage(limit_id, now) for limit_id in self._tracks}
@@ -706,24 +721,26 @@ class Throttler:
     def _admit(self, costs: Sequence[Cost], now: float) -> float:
         if now < self._backoff_until:
             return _wait_until(self._backoff_until, now)
-        if self._on_near_limit is None:
-            return self._state.try_acquire(costs, now)
-        pools = self._state.pools(costs)
-        self._watch(pools, now)  # re-arm pools that drained since we last looked
         wait = self._state.try_acquire(costs, now)
-        if wait == 0.0:
-            self._watch(pools, now)
+        if wait == 0.0 and self._on_near_limit is not None:
+            self._watch(self._state.charges(costs), now)
         return wait
 
-    def _watch(self, pools: Iterable[str], now: float) -> None:
+    def _watch(self, charges: Mapping[str, int], now: float) -> None:
+        """Warn once per upward crossing of ``near_limit`` by an admitted charge. A pool is
+        re-armed when it is seen below the line before the charge (it drained since), so one
+        pass over its windows after the charge tells both."""
         callback = self._on_near_limit
         if callback is None:
             return
-        for pool in pools:
-            fraction = self._state.pool_usage(pool, now)
-            if fraction < self._near_limit:
+        near = self._near_limit
+        for pool, units in charges.items():
+            before, fraction = self._state.pool_usage_around(pool, now, units)
+            if before < near:
                 self._armed[pool] = True
-            elif self._armed.get(pool, True):
+            if fraction < near:
+                continue
+            if self._armed.get(pool, True):
                 self._armed[pool] = False
                 try:
                     callback(pool, fraction)
@@ -747,7 +764,7 @@ class Throttler:
         """Take the venue's count (see ``ThrottleState.calibrate``); waiters are re-judged by it."""
         now = self._clock.time()
         self._state.calibrate(limit_id, used, now, window_seconds)
-        self._watch((limit_id,), now)
+        self._watch({limit_id: 0}, now)
         if self._queue:
             self._scan()
 

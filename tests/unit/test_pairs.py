@@ -105,3 +105,14 @@ def test_symbol_maps_of_different_venues_are_independent() -> None:
     with pytest.raises(UnknownSymbol) as info:
         bybit.pair("ETHUSDT")
     assert info.value.venue == "bybit"
+
+
+def test_parse_refuses_what_is_not_a_string_with_a_typed_error_and_caches_only_good_pairs() -> None:
+    for bad in (5, ["BTC-USDT"], None, b"BTC-USDT"):
+        with pytest.raises(InvalidTradingPair):
+            TradingPair.parse(bad)  # type: ignore[arg-type]
+    assert TradingPair.parse("eth-btc") == TradingPair.parse("ETH-BTC ") == ("ETH", "BTC")
+    with pytest.raises(InvalidTradingPair):
+        TradingPair.parse("ETHBTC")
+    with pytest.raises(InvalidTradingPair):  # refused again: a failure is never remembered as a pair
+        TradingPair.parse("ETHBTC")

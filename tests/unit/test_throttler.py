@@ -916,3 +916,13 @@ async def test_on_ban_tells_the_owner_of_every_ban_and_survives_a_failing_callba
     with caplog.at_level(logging.ERROR):
         failing.ban(10)
     assert failing.banned_until is not None and "on_ban callback failed" in caplog.text
+
+
+def test_pool_usage_around_a_charge_gives_the_usage_before_and_after_it() -> None:
+    state = ThrottleState([RateLimit("W", (Window(100, 10.0), Window(200, 60.0)))])
+    state.try_acquire(c("W", 30), 0.0)
+    before, after = state.pool_usage_around("W", 0.0, 30)
+    assert (before, after) == (0.0, 0.3)  # the 10 s window binds: 30/100 against 30/200
+    state.try_acquire(c("W", 50), 1.0)
+    assert state.pool_usage_around("W", 1.0, 50) == (0.3, 0.8)
+    assert state.pool_usage_around("W", 1.0, 0) == (0.8, 0.8)

@@ -35,8 +35,15 @@ API_KEY_HEADER = "X-MBX-APIKEY"
 
 
 def _hmac_signer(secret: str) -> Callable[[bytes], str]:
-    key = secret.encode()
-    return lambda payload: hmac.new(key, payload, hashlib.sha256).hexdigest()
+    # The key's inner and outer pads are computed once; each signature copies that state.
+    keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+    def sign(payload: bytes) -> str:
+        mac = keyed.copy()
+        mac.update(payload)
+        return mac.hexdigest()
+
+    return sign
 
 
 def _ed25519_signer(pem: str) -> Callable[[bytes], str]:
@@ -81,7 +88,9 @@ class BinanceAuth:
         params.setdefault("recvWindow", self._recv_window_ms)
         params["timestamp"] = timestamp_ms
         query = encode_query(params)
-        signature = quote(self._sign(query.encode()), safe="")
+        signature = self._sign(query.encode())
+        if self._kind != "hmac":  # hex needs no escaping; base64 has + / =
+            signature = quote(signature, safe="")
         return PreparedRequest(
             request.method,
             f"{request.path}?{query}&signature={signature}",

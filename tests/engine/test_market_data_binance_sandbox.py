@@ -13,12 +13,13 @@ findings 1 and 2), the connector on a virtual clock, the sandbox ticked by hand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal as D
 
 import pytest
+from sandbox_setup import WAIT, SandboxSetup
 
-from marketlink.core.events import BookResynced, Event
+from marketlink.core.events import BookResynced
 from marketlink.engine.connector import SpotConnector
 from marketlink.engine.context import ConnectorConfig
 from marketlink.net.clock import VirtualClock
@@ -32,26 +33,10 @@ from marketlink.venues.binance import local_endpoints as binance_endpoints
 
 BTC, SYMBOL = "BTC-USDT", "BTCUSDT"
 MAKER, TAKER = "maker", "taker"
-WAIT = 10.0
 FUNDS = {"BTC": D("50"), "USDT": D("5000000")}
 
 
-class Setup:
-    def __init__(self, sb: Sandbox, conn: SpotConnector, clock: VirtualClock) -> None:
-        self.sb, self.conn, self.clock = sb, conn, clock
-        self.events: list[Event] = []
-        self._changed = asyncio.Event()
-        conn.bus.subscribe_callback(self._on)
-
-    def _on(self, event: Event) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool]) -> None:
-        async with asyncio.timeout(WAIT):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
+class Setup(SandboxSetup):
 
     def detail(self) -> str:
         return self.conn.status()["order_books"].detail

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 from decimal import Decimal as D
 
 import pytest
+from sandbox_setup import WAIT, SandboxSetup
 
-from marketlink.core.events import BookResynced, ConnectorStatusChanged, Event
+from marketlink.core.events import BookResynced, ConnectorStatusChanged
 from marketlink.engine.connector import SpotConnector
 from marketlink.engine.context import ConnectorConfig
 from marketlink.net.clock import VirtualClock
@@ -29,25 +30,9 @@ from marketlink.venues.binance import local_endpoints as binance_endpoints
 
 BTC, ETH = "BTC-USDT", "ETH-USDT"
 MAKER = "maker"
-WAIT = 10.0
 
 
-class Setup:
-    def __init__(self, sb: Sandbox, conn: SpotConnector, clock: VirtualClock) -> None:
-        self.sb, self.conn, self.clock = sb, conn, clock
-        self.events: list[Event] = []
-        self._changed = asyncio.Event()
-        conn.bus.subscribe_callback(self._on)
-
-    def _on(self, event: Event) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def until(self, condition: object) -> None:
-        async with asyncio.timeout(WAIT):
-            while not condition():  # type: ignore[operator]
-                self._changed.clear()
-                await self._changed.wait()
+class Setup(SandboxSetup):
 
     async def rest(self, symbol: str, side: str, price: str) -> int:
         """The other account rests an order; the sandbox publishes the change; returns its id."""

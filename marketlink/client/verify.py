@@ -34,6 +34,7 @@ from marketlink.net.errors import (
 )
 from marketlink.net.http import HttpClient
 from marketlink.net.throttler import Throttler
+from marketlink.net.timesync import monotonic_ms
 from marketlink.venues.base import Endpoints
 from marketlink.venues.registry import REGISTRY
 
@@ -85,10 +86,14 @@ async def verify_keys(
     entry = REGISTRY.lookup(venue)
     codec = entry.venue.codec
     eps = endpoints or entry.venue.spec.endpoints(domain)
-    offset = 0.0
+    offset = 0.0  # venue time minus monotonic_ms(), once measured
 
     def corrected_ms() -> int:
-        return int(_wall_ms() + offset)
+        # On the monotonic clock, as the connector signs: a wall-clock step between the sample
+        # and the signed request must not move the timestamp.
+        return int(monotonic_ms() + offset) if measured else int(_wall_ms())
+
+    measured = False
 
     http = HttpClient(
         eps.rest,
@@ -100,9 +105,11 @@ async def verify_keys(
         retries=1,
     )
     try:
-        sent = _wall_ms()
-        server = codec.parse_server_time(await http.request(codec.server_time_request()))
-        offset = server - (sent + _wall_ms()) / 2
+        # Timed around the actual send (after the throttler and signing), not around the call.
+        answer = await http.timed_request(codec.server_time_request())
+        server = codec.parse_server_time(answer.payload)
+        offset = server - (answer.sent_ms + answer.received_ms) / 2
+        measured = True
         payload: Any = await http.request(codec.balances_request())
         balances = codec.parse_balances(payload)
     finally:
@@ -112,7 +119,8 @@ async def verify_keys(
     if field is not None and isinstance(payload, dict) and isinstance(payload.get(field), bool):
         can_trade = payload[field]
     assets = sum(1 for b in balances.balances if b.total > 0)
-    return KeyCheck(entry.name, offset, can_trade, assets)
+    wall_offset = offset + monotonic_ms() - _wall_ms()  # venue minus this machine's wall clock
+    return KeyCheck(entry.name, wall_offset, can_trade, assets)
 
 
 def describe_failure(venue: str, exc: BaseException) -> str:

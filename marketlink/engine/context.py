@@ -67,6 +67,9 @@ class ConnectorConfig:
     # lower (never raised). Off only to keep limits of one's own, e.g. chosen by a test.
     adopt_published_limits: bool = True
     settle_unknown_after: float = 1.0  # first query of an UNKNOWN order after this delay
+    # A WebSocket connection must stay up this long before its reconnect back-off starts over (a
+    # venue that accepts and drops at once is otherwise redialled in a storm that earns a ban).
+    stream_healthy_after: float = 30.0
     seed: int | None = None  # jitter of reconnect backoffs (tests pin it)
 
 

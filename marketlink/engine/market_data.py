@@ -315,6 +315,7 @@ class MarketData:
                 decode=codec.decode_market,
                 rng=self._rng,
                 clock=ctx.clock,
+                healthy_after=ctx.config.stream_healthy_after,
                 name=f"{ctx.venue.name}-market-{index}",
             )
             stream = _Stream(index, ws, chunk)

@@ -146,6 +146,7 @@ class UserStream:
             rng=self._rng,
             clock=ctx.clock,
             connect_timeout=ctx.config.request_timeout,
+            healthy_after=ctx.config.stream_healthy_after,
             name=f"{ctx.venue.name}-user",
         )
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ own tests do).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -137,4 +138,12 @@ async def test_a_connection_with_no_traffic_at_all_is_polled_fast(server: Pingin
     await a.start()
     await a.run_for(61, ping=False)
     assert a.queries() == 26  # from 10 s (the silence threshold) on, every 2 s
+    await a.stop()
+
+
+async def test_the_private_connection_takes_its_healthy_after_from_the_config(server: PingingServer) -> None:
+    a = Account(server)
+    a.h.ctx.config = dataclasses.replace(a.h.ctx.config, stream_healthy_after=12.5)
+    await a.start()
+    assert a.stream._ws is not None and a.stream._ws._healthy_after == 12.5
     await a.stop()

@@ -17,19 +17,13 @@ from collections.abc import AsyncIterator
 from decimal import Decimal as D
 
 import pytest
-from sandbox_setup import WAIT, SandboxSetup
+from sandbox_setup import WAIT, SandboxSetup, public_connector
 
 from marketlink.core.events import BookResynced
-from marketlink.engine.connector import SpotConnector
-from marketlink.engine.context import ConnectorConfig
-from marketlink.net.clock import VirtualClock
 from marketlink.sandbox.config import AccountConfig, SandboxConfig
 from marketlink.sandbox.faults import StreamKind
 from marketlink.sandbox.server import Sandbox
 from marketlink.sandbox.venues.binance import BinanceSpotFrontend
-from marketlink.venues.base import Venue
-from marketlink.venues.binance import SPEC, BinanceSpotCodec
-from marketlink.venues.binance import local_endpoints as binance_endpoints
 
 BTC, SYMBOL = "BTC-USDT", "BTCUSDT"
 MAKER, TAKER = "maker", "taker"
@@ -78,13 +72,7 @@ async def setup() -> AsyncIterator[Setup]:
     )
     sb = Sandbox(config, [BinanceSpotFrontend], autotick=False)
     await sb.start()
-    clock = VirtualClock()
-    conn = SpotConnector(
-        Venue(spec=SPEC, codec=BinanceSpotCodec(), make_auth=lambda c: c), (BTC,), None,  # type: ignore[arg-type,return-value]
-        endpoints=binance_endpoints(sb.base_url),
-        config=ConnectorConfig(seed=3, book_stale_after=1_000.0, request_timeout=2.0),
-        clock=clock,
-    )
+    conn, clock = public_connector(sb, (BTC,), book_stale_after=1_000.0)
     s = Setup(sb, conn, clock)
     try:
         await conn.start(timeout=WAIT)

@@ -365,53 +365,65 @@ def market_context(
     )
 
 
-@pytest.fixture
-async def venue() -> AsyncIterator[Callable[..., Any]]:
-    """``await venue(pairs, spec=..., config=..., **md_kw)`` -> a started Harness."""
-    runners: list[web.AppRunner] = []
-    harnesses: list[Harness] = []
+class MarketDataLab:
+    """Starts fake venues and market data on them; stops all of them after the test. The parts
+    are classes so that other test files bring their own server, HTTP fake or harness."""
+
+    def __init__(self) -> None:
+        self.runners: list[web.AppRunner] = []
+        self.harnesses: list[Harness] = []
 
     async def start(
+        self,
         pairs: Sequence[str] = (BTC,),
         *,
         spec: VenueSpec | None = None,
         config: ConnectorConfig | None = None,
         codec: FakeCodec | None = None,
         answers: Sequence[str | list[dict[str, Any]]] = (),
+        server_cls: type[StreamServer] | None = None,
+        make_http: Callable[[list[str], VirtualClock], SnapshotHttp] | None = None,
+        harness_cls: type[Harness] | None = None,
         **md_kw: Any,
     ) -> Harness:
         log: list[str] = []
         codec = codec or FakeCodec()
-        server = StreamServer(log, codec)
+        server = (server_cls or StreamServer)(log, codec)
         server.answers = list(answers)
         app = web.Application()
         app.router.add_get("/ws", server.handle)
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.runners.append(runner)
         port = runner.addresses[0][1]
         clock = VirtualClock(1_000.0)
-        http = SnapshotHttp(log)
+        http = make_http(log, clock) if make_http is not None else SnapshotHttp(log)
         ctx = market_context(
             codec, port, clock, http, pairs, config or ConnectorConfig(book_stale_after=1_000.0), spec
         )
-        bus = ctx.bus
         md = MarketData(ctx, **md_kw)
-        h = Harness(md, ctx, http, server, clock, log)
-        bus.subscribe_callback(h.events.append)
-        bus.subscribe_callback(h._changes.put_nowait)
-        harnesses.append(h)
+        h = (harness_cls or Harness)(md, ctx, http, server, clock, log)
+        ctx.bus.subscribe_callback(h.events.append)
+        ctx.bus.subscribe_callback(h._changes.put_nowait)
+        self.harnesses.append(h)
         await md.start()
         return h
 
-    yield start
-    for h in harnesses:
-        await h.md.stop()
-        await h.ctx.supervisor.stop()
-    for runner in runners:
-        await runner.cleanup()
+    async def close(self) -> None:
+        for h in self.harnesses:
+            await h.md.stop()
+            await h.ctx.supervisor.stop()
+        for runner in self.runners:
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[Callable[..., Any]]:
+    """``await venue(pairs, spec=..., config=..., **md_kw)`` -> a started Harness."""
+    lab = MarketDataLab()
+    yield lab.start
+    await lab.close()
 
 
 async def synced(h: Harness, pair: str = BTC, snapshot: dict[str, Any] | None = None) -> None:

@@ -21,16 +21,16 @@ from test_market_data import (
     WAIT,
     FakeCodec,
     Harness,
+    MarketDataLab,
     SnapshotHttp,
     StreamServer,
     depth,
-    market_context,
     snap,
 )
 
 from marketlink.core.events import ConnectorStatusChanged
 from marketlink.engine.context import ConnectorConfig
-from marketlink.engine.market_data import MarketData, venue_moved
+from marketlink.engine.market_data import venue_moved
 from marketlink.net.clock import VirtualClock
 from marketlink.net.errors import ServerError
 from marketlink.net.http import RestRequest
@@ -110,42 +110,22 @@ class Rig(Harness):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Callable[..., Any]]:
-    runners: list[web.AppRunner] = []
-    rigs: list[Rig] = []
+    lab = MarketDataLab()
 
     async def start(pairs: Sequence[str] = (BTC,), **md_kw: Any) -> Rig:
-        log: list[str] = []
-        codec = FakeCodec()
-        server = PingingServer(log, codec)
-        app = web.Application()
-        app.router.add_get("/ws", server.handle)
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        clock = VirtualClock(1_000.0)
-        http = TimedHttp(log, clock)
-        ctx = market_context(codec, port, clock, http, pairs, ConnectorConfig(book_stale_after=STALE))
-        bus = ctx.bus
-        md = MarketData(ctx, **md_kw)
-        r = Rig(md, ctx, http, server, clock, log)
-        bus.subscribe_callback(r.events.append)
-        bus.subscribe_callback(r._changes.put_nowait)
-        rigs.append(r)
-        await md.start()
-        await server.next_subscription()
-        http.answer(SYMBOL, snap(100))
-        await r.until(lambda: md.in_sync)
+        r = await lab.start(
+            pairs, config=ConnectorConfig(book_stale_after=STALE), server_cls=PingingServer,
+            make_http=TimedHttp, harness_cls=Rig, **md_kw,
+        )
+        assert isinstance(r, Rig)
+        await r.server.next_subscription()
+        r.http.answer(SYMBOL, snap(100))
+        await r.until(lambda: r.md.in_sync)
         await r.settle()
         return r
 
     yield start
-    for r in rigs:
-        await r.md.stop()
-        await r.ctx.supervisor.stop()
-    for runner in runners:
-        await runner.cleanup()
+    await lab.close()
 
 
 def test_venue_moved_means_a_higher_update_id() -> None:

@@ -38,7 +38,7 @@ from marketlink.net.clock import Clock, SystemClock
 from marketlink.net.errors import MalformedMessage, VenueError
 from marketlink.net.http import HttpClient
 from marketlink.net.throttler import Throttler
-from marketlink.net.timesync import Sample, TimeSync
+from marketlink.net.timesync import TimeSync
 from marketlink.venues.base import Endpoints, Venue
 
 log = logging.getLogger(__name__)
@@ -215,13 +215,9 @@ class SpotConnector:
         await self._take_time_samples(fresh=True)
 
     async def _take_time_samples(self, *, fresh: bool) -> None:
-        """Three round trips, each timed from when it really left (after the throttler and the
-        signing) to when its answer came back: a wait in our queue is no part of a sample."""
+        """Three round trips (``ConnectorContext.time_samples``)."""
         ctx = self.ctx
-        samples: list[Sample] = []
-        for _ in range(3):
-            answer = await ctx.http.timed_request(ctx.codec.server_time_request())
-            samples.append((answer.sent_ms, ctx.codec.parse_server_time(answer.payload), answer.received_ms))
+        samples = await ctx.time_samples()
         # Only now, so requests signed meanwhile keep the old estimate.
         if fresh:
             ctx.time_sync.replace(samples)

@@ -29,7 +29,7 @@ from marketlink.engine.supervisor import Supervisor
 from marketlink.net.clock import Clock
 from marketlink.net.http import HttpClient
 from marketlink.net.throttler import Throttler
-from marketlink.net.timesync import TimeSync
+from marketlink.net.timesync import Sample, TimeSync
 from marketlink.venues.base import Endpoints, SpotCodec, Venue, VenueSpec
 
 #: Parts of readiness every spot connector reports (ARCHITECTURE §5).
@@ -132,3 +132,14 @@ class ConnectorContext:
     def pair_map(self) -> dict[str, str]:
         """venue symbol -> pair, as codec parsers take it."""
         return dict(self.markets.symbols)
+
+    async def time_samples(self, count: int = 3) -> list[Sample]:
+        """``count`` server-time round trips, each timed from when it really left (after the
+        throttler and the signing) to when its answer came back: a wait in our own queue is no
+        part of a sample. Handed to ``time_sync`` by the caller, who knows whether they add to
+        the estimate or replace it."""
+        samples: list[Sample] = []
+        for _ in range(count):
+            answer = await self.http.timed_request(self.codec.server_time_request())
+            samples.append((answer.sent_ms, self.codec.parse_server_time(answer.payload), answer.received_ms))
+        return samples

@@ -41,7 +41,6 @@ from marketlink.net.errors import (
     Transient,
     VenueError,
 )
-from marketlink.net.timesync import Sample
 from marketlink.net.ws import (
     Closed,
     Connected,
@@ -219,12 +218,7 @@ class UserStream:
         (see the connector's _resync_time), else faster old round trips would outvote them."""
         ctx = self._ctx
         try:
-            samples: list[Sample] = []
-            for _ in range(_RESYNC_SAMPLES):
-                answer = await ctx.http.timed_request(ctx.codec.server_time_request())
-                server_ms = ctx.codec.parse_server_time(answer.payload)
-                samples.append((answer.sent_ms, server_ms, answer.received_ms))
-            ctx.time_sync.replace(samples)
+            ctx.time_sync.replace(await ctx.time_samples(_RESYNC_SAMPLES))
         except Exception:  # the clock-skew refusal is the error worth reporting, not this one
             log.warning("%s: time resync after a refused subscription failed", ctx.venue.name, exc_info=True)
 

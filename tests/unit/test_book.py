@@ -640,3 +640,10 @@ def test_a_side_emptied_down_to_its_horizon_is_out_of_sync() -> None:
     assert book.in_sync
     assert book.apply_diff([["98", "0"]], [], 12, 12) is R.HORIZON
     assert not book.in_sync and "snapshot depth" in book.out_of_sync_reason
+
+
+def test_is_plain_decimal_is_the_one_rule_for_venue_numbers() -> None:
+    from marketlink.core.numbers import is_plain_decimal
+
+    assert all(is_plain_decimal(t) for t in ("12", "0.0100", "5.", ".5", "0"))
+    assert not any(is_plain_decimal(t) for t in ("", ".", "-5", " 1", "1_0", "1e5", "NaN", "1.2.3", "١", 5))

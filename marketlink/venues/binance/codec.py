@@ -37,6 +37,7 @@ from marketlink.core.market import (
     PublishedLimit,
     VenueOrder,
 )
+from marketlink.core.numbers import is_plain_decimal
 from marketlink.core.orders import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
 from marketlink.core.pairs import TradingPair, split_pair
 from marketlink.core.rules import TradingRule
@@ -174,12 +175,9 @@ def _core(what: str) -> Iterator[None]:
 
 
 def _dec(text: str, name: str, *, positive: bool = False) -> Decimal:
-    """Every number Binance sends us: plain ASCII digits with at most one ".", the rule of the
-    book's ``size_is_zero``. Python's Decimal syntax is wider than Binance's ("-5", " 1 ", "1_000",
-    "1E+1000000", "NaN"); none of these is a quantity, price or balance Binance would write, so
-    each is a malformed payload rather than a value. No sign means no negative amount can enter.
-    ``positive`` refuses zero too (a limit price, a book ticker's price)."""
-    if not (isinstance(text, str) and text.isascii() and text.replace(".", "", 1).isdigit()):
+    """Every number Binance sends us, under ``is_plain_decimal`` (see ``marketlink.core.numbers``
+    for why). ``positive`` refuses zero too (a limit price, a book ticker's price)."""
+    if not is_plain_decimal(text):
         raise _malformed(f"{name}: not a plain decimal: {text!r:.40}")
     value = Decimal(text)
     if positive and not value:

@@ -362,12 +362,9 @@ class ThrottleState:
         """Refuse, at configuration time, costs naming an unknown limit or too heavy to ever fit."""
         self._plan(costs)
 
-    def pools(self, costs: Sequence[Cost]) -> tuple[str, ...]:
-        """The ids of every pool these costs charge (own and linked), in a stable order."""
-        return tuple(dict.fromkeys(track.limit_id for track, _ in self._plan(costs)))
-
     def charges(self, costs: Sequence[Cost]) -> dict[str, int]:
-        """Units these costs charge each pool (own and linked; pools charged nothing left out)."""
+        """Units these costs charge each pool (own and linked; pools charged nothing left out),
+        in a stable order."""
         return {track.limit_id: units for track, units in self._plan(costs)}
 
     def room(self, limit_id: str, now: float) -> int:

@@ -175,13 +175,13 @@ def test_linked_weights_multiply_along_transitive_links_and_add_across_paths() -
         RateLimit.simple("B", 100, 10, [Cost("W", 3)]),
         RateLimit.simple("W", 100, 10),
     ])
-    assert state.pools(c("E")) == ("E", "B", "W")
+    assert tuple(state.charges(c("E"))) == ("E", "B", "W")
     assert state.try_acquire(c("E", 2), 0.0) == 0.0
     assert state.usage(0.0) == {"E": 0.02, "B": 0.04, "W": 0.14}
     # several costs naming the same pool add up too; weight 0 charges nothing
     assert state.try_acquire([Cost("W", 5), Cost("B", 1), Cost("E", 0)], 0.0) == 0.0
     assert state.usage(0.0) == {"E": 0.02, "B": 0.05, "W": 0.22}
-    assert state.pools([Cost("E", 0)]) == ()
+    assert tuple(state.charges([Cost("E", 0)])) == ()
 
 
 def test_zero_link_weight_and_empty_costs_charge_nothing() -> None:

@@ -562,7 +562,7 @@ def collect_errors(conn: SpotConnector, runner: StrategyRunner, tally: Tally, jo
         "reconciler errors": rc.errors + rc.vanished + rc.contradictions + rc.released,
         "strategy callback errors": runner.errors,
         "events dropped": conn.bus.stats.dropped_total,
-        "journal rows dropped": journal_stats.rows_dropped + journal_stats.duplicate_fills,
+        "journal write retries, duplicate fills": journal_stats.write_retries + journal_stats.duplicate_fills,
         "task restarts": restarts,
         "errors logged": logs.errors,
     }

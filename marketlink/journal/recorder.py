@@ -84,12 +84,6 @@ class RecorderStats:
         return self.rows_queued - self.rows_written
 
     @property
-    def rows_dropped(self) -> int:
-        """Always 0 since failed writes are kept and retried; kept for readers of older stats
-        (``bench/bench_fast_refresh.py``)."""
-        return 0
-
-    @property
     def failing(self) -> bool:
         """The latest write attempt failed and its rows are waiting for the next one."""
         return self.last_error is not None

@@ -13,7 +13,7 @@ Silence alone is not staleness, though: a venue sends nothing for a book that do
 ``book_stale_after`` would cost a full snapshot each time and make ``ready`` flap. So a pair
 silent that long is judged by its connection: if no frame of any kind (data, ping, pong) came
 over it either, the stream is stale and the book resyncs at once; if the connection lives, the
-book stays in sync and one cheap snapshot (the smallest depth, for its update id only) verifies
+book stays in sync and one cheap snapshot (the spec's ``probe_depth``, for its update id only) verifies
 it. A venue that moved past the book means diffs were lost: resync. Otherwise the book is
 current, nothing is announced, and the next verification of that still-quiet pair waits twice as
 long (up to ``_VERIFY_BACKOFF_CAP`` x ``book_stale_after``), until a diff ends the quiet.
@@ -110,10 +110,6 @@ _STREAMS_PER_PAIR: Final = 3
 _APPLIED: Final = Step.APPLIED  # the hot path reads one global, not a global and an attribute
 #: How many not-synced pairs the status detail names before it summarises the rest.
 _DETAIL_PAIRS: Final = 5
-#: Levels asked for by a verification snapshot, which is read for its update id only: 5 is the
-#: smallest limit every Binance market accepts (USD-M allows 5, 10, 20...) and sits in the
-#: cheapest weight tier (spot: 1-100 levels cost 5, against 50 for the 1000 of a full snapshot).
-_VERIFY_DEPTH: Final = 5
 #: A quiet pair verified current is verified again after twice the last interval, at most this
 #: many ``book_stale_after`` later.
 _VERIFY_BACKOFF_CAP: Final = 10.0
@@ -839,7 +835,7 @@ class MarketData:
         generation = sync.generation
         try:
             request = ctx.codec.depth_snapshot_request(
-                ctx.symbol(pair), min(_VERIFY_DEPTH, ctx.spec.snapshot_depth)
+                ctx.symbol(pair), min(ctx.spec.probe_depth, ctx.spec.snapshot_depth)
             )
             stats.verifications += 1
             try:

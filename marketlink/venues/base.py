@@ -70,6 +70,9 @@ class VenueSpec:
     order_types: frozenset[OrderType] = frozenset(OrderType)
     time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
     max_streams_per_connection: int = 200
+    #: Levels of the snapshot that only checks a quiet book's update id: the venue's smallest
+    #: accepted limit in its cheapest weight tier.
+    probe_depth: int = 5
     recv_window_ms: int = 5000
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -113,6 +113,7 @@ SPEC: Final = VenueSpec(
     ),
     sequence_rule="binance_spot",
     snapshot_depth=1_000,  # weight 50; 5000 costs 250
+    probe_depth=5,  # the smallest limit; 1-100 levels cost weight 5
     # The server pings every 20 s and drops us after a minute without a pong (both sockets).
     market_heartbeat=HeartbeatSpec("server", timeout=60.0),
     user_heartbeat=HeartbeatSpec("server", timeout=60.0),

@@ -8,24 +8,29 @@ must reload it and resync rather than guess.
 
 Sizes are kept as the very strings the venue sent and become exact ``Decimal``s only when a
 query reads them: a depth stream rewrites sizes far more often than anyone reads them, so no
-number is parsed on the way in. Every size is still checked in full on arrival (a plain ASCII
-decimal below 1e30; zero then means only "0" and "."), because malformed venue data must be
-refused where it enters, with the book put out of sync for a resync, not discovered later
-inside a strategy's query. (Checking only "plainly not zero" on arrival and the rest on read
-measured x0.78 of the depth reference against x0.64 for this; correctness won.) A book never
-rounds a size, so the step plays no part here.
+number is parsed on the way in. Every size is still checked in full before it is stored (a plain
+ASCII decimal below 1e30), because malformed venue data must be refused where it enters, with
+the book put out of sync for a resync, not discovered later inside a strategy's query. The
+check is either ours (``apply_diff`` runs it over the diff before changing anything) or the
+codec's, when it can prove it cheaper over the raw frame (``checked=True``; the Binance codec
+does it with one byte translation of the frame). A book never rounds a size, so the step plays
+no part here.
 
 Per side, a dict maps each price string, as spelled when its level appeared, to its size. The
-strings msgspec decodes for a diff mostly repeat the spellings already in the book, so the
-common update (a known price, a valid size that is not zero) is one dict lookup, a few string
-tests and one store. Everything else (a price the book lacks, another spelling of one it has, a
-deletion, bad data) takes the checked path, ``_Side.set``, where the price maps to its integer
-units through a small bounded memo. Reads check sizes again (``stored_size``): cheap insurance.
+strings msgspec decodes for a diff mostly repeat the spellings already in the book, so a diff is
+applied with one C-level ``dict.update`` per side, deletions included: a deleted level keeps its
+entry with a zero size (a *tombstone*) until the top of the book reaches it or the side is
+compacted. Python code runs only for a price string the side did not know (a new level, another
+spelling of a known price, a deletion of an absent level: ``_Side.admit``, which parses the
+price to its integer units) and when the top's size changed (``_Side.refresh``, which drops
+tombstones off the top). Per-level Python work was what kept a pure-Python book at the speed of
+a float-keyed one (bench/README.md, depth pipeline).
 
 A plain list holds the units sorted with the *best level at the end* (asks stored negated):
-depth updates cluster at the top, so inserting or removing a price moves only the few list
-slots behind it, the best level is ``keys[-1]``, and only a level appearing or disappearing
-touches the list. The best price's ``Decimal`` is kept until the top changes.
+depth updates cluster at the top, so inserting a price moves only the few list slots behind it,
+the best level is ``keys[-1]`` (always a live level once a diff is applied), and only a price
+appearing for the first time touches the list. Queries skip tombstones. The best price's
+``Decimal`` is kept until the top changes.
 
 Whether a diff may be applied is decided by a ``SequenceRule`` (``marketlink.core.sequence``).
 A gap or a crossed book sets ``in_sync`` false with a reason; diffs are then refused until a new
@@ -36,7 +41,7 @@ diagnosed); callers that trade gate on ``in_sync``. Everything handed out is an 
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import insort
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import MAX_PREC, ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
@@ -125,10 +130,9 @@ _SHORT_SIZE: Final = 30
 #: Zero as venues spell it ("0", "0.00000000"): a known spelling needs no further check.
 _ZERO_SIZES: Final = frozenset(["0", *("0." + "0" * n for n in range(1, 19))])
 _POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(64))
-#: Price string -> units entries kept per side. Diffs hit a few hundred prices near the top over
-#: and over; the bound keeps a deep, drifting book from growing the memo without limit.
-_CACHE_LIMIT: Final = 2048
-#: ``_Side.set`` results, or-ed together over a diff: a level appeared (the book may now be
+#: Tombstones a side may gather beyond twice its live levels before it is compacted.
+_COMPACT_SLACK: Final = 1024
+#: ``_Side.admit``/``refresh`` results, or-ed together over a diff: a level appeared (the book may now be
 #: crossed); a side has no level left inside its horizon (its top is unknown).
 _GREW: Final = 1
 _EXHAUSTED: Final = 2
@@ -203,37 +207,38 @@ def _positive(value: Decimal, what: str) -> Decimal:
 
 
 class _Side:
-    """One side's levels; see the module docstring. ``keys`` are signed units (``sign`` is -1
-    for asks, so the best level is always last); ``spelling`` maps each key back to the price
-    string ``sizes`` knows it by."""
+    """One side's levels; see the module docstring.
 
-    __slots__ = ("horizon", "keys", "memo", "scale", "sign", "sizes", "spelling", "top", "top_price")
+    ``sizes`` maps each price string to its size string, zero sizes included: a level deleted
+    below the top stays as a *tombstone* (a zero size) until the top reaches it or the side is
+    compacted, so that a diff is one C-level ``dict.update`` whatever it deletes. ``known`` maps
+    every price string in ``sizes`` to its signed units (``sign`` is -1 for asks, so the best
+    level is always last) and ``spelling`` maps units back to that string. ``keys`` holds every
+    key of ``sizes`` sorted; after each diff, ``keys[-1]`` is a live level (``top_text`` is its
+    string and ``top_size`` the size object seen there), so the best price needs no search.
+    """
+
+    __slots__ = (
+        "compact_at", "horizon", "keys", "known", "scale", "sign", "sizes", "spelling", "top",
+        "top_price", "top_size", "top_text",
+    )
 
     def __init__(self, sign: int, scale: int) -> None:
         self.sign = sign
         self.scale = scale
         self.sizes: dict[str, str] = {}
+        self.known: dict[str, int] = {}
         self.spelling: dict[int, str] = {}
         self.keys: list[int] = []
-        #: Price string -> signed units, for any spelling seen lately (bounded: a drifting book
-        #: would grow it without limit). Never wrong, since the scale never changes.
-        self.memo: dict[str, int] = {}
+        self.top_text: str | None = None
+        self.top_size: str | None = None
         self.top: int | None = None  # the key whose price top_price holds
         self.top_price: Decimal | None = None
         #: The worst key of a snapshot that was cut at the venue's depth limit: past it, levels
         #: that never changed are unknown, so queries stop there (None: the snapshot was whole).
         self.horizon: int | None = None
-
-    def key_of(self, text: str) -> int:
-        """The signed units of a price string, through the memo."""
-        key = self.memo.get(text)
-        if key is None:
-            key = self.parse_key(text)
-            memo = self.memo
-            if len(memo) >= _CACHE_LIMIT:
-                memo.clear()
-            memo[text] = key
-        return key
+        #: Entries (live or tombstones) past which the side is compacted.
+        self.compact_at = _COMPACT_SLACK
 
     def parse_key(self, text: str) -> int:
         price = to_units(text, self.scale)
@@ -241,47 +246,96 @@ class _Side:
             raise BookDataError(f"zero price {text!r}")
         return self.sign * price
 
-    def set(self, text: str, size: str) -> int:
-        """The checked path for one level of a diff (a price the side lacks, another spelling
-        of one it has, a deletion, bad data). Returns ``_GREW`` when a level appeared,
-        ``_EXHAUSTED`` when a deletion left no level inside the horizon, else 0."""
-        key = self.memo.get(text)
-        if key is None:
-            key = self.key_of(text)
-        if size in _ZERO_SIZES or size_is_zero(size):
-            known = self.spelling.pop(key, None)
-            if known is not None:
-                del self.sizes[known]
-                keys = self.keys
-                del keys[bisect_left(keys, key)]
-                horizon = self.horizon
-                if horizon is not None and (not keys or keys[-1] < horizon):
-                    return _EXHAUSTED
-            return 0  # deleting an absent level is normal
-        spelling = self.spelling
-        known = spelling.get(key)
-        if known is not None:
-            self.sizes[known] = size  # another spelling of a price in the book
-            return 0
-        self.sizes[text] = size
-        spelling[key] = text
-        insort(self.keys, key)
-        return _GREW
+    def admit(self, levels: Sequence[Level]) -> int:
+        """After ``sizes.update(levels)`` added entries: register each price string ``sizes``
+        did not know. A new price becomes a level (or, at zero, is dropped: deleting an absent
+        level is normal); another spelling of a known price moves its size to that level.
+        Returns ``_GREW`` when a level appeared above the old top. On bad data the strings not
+        registered are taken out again before the error propagates."""
+        sizes, known, spelling, keys = self.sizes, self.known, self.spelling, self.keys
+        grew = 0
+        try:
+            for text, _ in levels:
+                if text in known:
+                    continue
+                size = sizes.get(text)
+                if size is None:
+                    continue  # the same string twice in one diff: already handled
+                key = self.parse_key(text)
+                canon = spelling.get(key)
+                if canon is not None:  # another spelling of a price the side has
+                    del sizes[text]
+                    if _last_index(levels, text) > _last_index(levels, canon):
+                        sizes[canon] = size  # it came after the usual spelling: it wins
+                    continue
+                if not size.lstrip("0."):
+                    del sizes[text]
+                    continue
+                known[text] = key
+                spelling[key] = text
+                if not keys or key > keys[-1]:
+                    keys.append(key)
+                    self.top_text, self.top_size = text, size
+                    grew = _GREW
+                else:
+                    insort(keys, key)
+        except BaseException:
+            for text, *_ in levels:
+                if text not in known:
+                    sizes.pop(text, None)
+            raise
+        if len(keys) > self.compact_at:
+            self.compact()
+        return grew
+
+    def refresh(self) -> int:
+        """The top's size changed: keep it, or drop the tombstones down to the next live level.
+        Returns ``_EXHAUSTED`` when no level is left inside the horizon."""
+        sizes, keys, spelling, known = self.sizes, self.keys, self.spelling, self.known
+        while keys:
+            key = keys[-1]
+            text = spelling[key]
+            size = sizes[text]
+            if size.lstrip("0."):
+                self.top_text, self.top_size = text, size
+                break
+            keys.pop()
+            del spelling[key], sizes[text], known[text]
+        else:
+            self.top_text = self.top_size = None
+        horizon = self.horizon
+        if horizon is not None and (not keys or keys[-1] < horizon):
+            return _EXHAUSTED
+        return 0
+
+    def compact(self) -> None:
+        """Drop every tombstone. Called when the entries outgrow ``compact_at``, which is set
+        from the live count, so the work is amortized over the levels that appeared meanwhile."""
+        sizes, known, spelling = self.sizes, self.known, self.spelling
+        for text in [text for text, size in sizes.items() if not size.lstrip("0.")]:
+            del sizes[text], spelling[known.pop(text)]
+        keys = self.keys
+        keys[:] = [key for key in keys if key in spelling]
+        self.compact_at = 2 * len(keys) + _COMPACT_SLACK
+        # Mid-diff, the top may have been a fresh tombstone: name the new top, and leave its
+        # size unseen so that the diff's refresh() runs (and checks the horizon).
+        self.top_text = spelling[keys[-1]] if keys else None
+        self.top_size = None
 
     def load(self, levels: Iterable[Level], depth_limit: int | None = None) -> None:
         """Replace every level (a snapshot); a later entry for a price overrides an earlier one.
         A snapshot of ``depth_limit`` levels or more was cut by the venue: its worst level is
         the horizon. On bad data the side is left half built: the caller empties it."""
         self.horizon = None
+        old = self.known  # the prices already known need no parsing again
         sizes: dict[str, str] = {}
         spelling: dict[int, str] = {}
-        self.sizes, self.spelling, self.keys = sizes, spelling, []
-        # The memo is read but not filled: a snapshot's thousands of deep prices would only
-        # evict the few hundred near the top that diffs keep touching.
-        memo_get, parse_key = self.memo.get, self.parse_key
+        self.sizes, self.spelling, self.known, self.keys = sizes, spelling, {}, []
+        self.top_text = self.top_size = None
+        old_get, parse_key = old.get, self.parse_key
         try:
             for text, size in levels:
-                key = memo_get(text)
+                key = old_get(text)
                 if key is None:
                     key = parse_key(text)
                 zero = size_is_zero(size)
@@ -298,12 +352,37 @@ class _Side:
             raise
         except _MALFORMED as exc:
             raise BookDataError(f"malformed level list: {exc!r:.80}") from exc
+        self.known = {text: key for key, text in spelling.items()}
         self.keys = keys = sorted(spelling)
-        if depth_limit is not None and keys and len(keys) >= depth_limit:
-            self.horizon = keys[0]
+        self.compact_at = 2 * len(keys) + _COMPACT_SLACK
+        if keys:
+            self.top_text = text = spelling[keys[-1]]
+            self.top_size = sizes[text]
+            if depth_limit is not None and len(keys) >= depth_limit:
+                self.horizon = keys[0]
 
     def clear(self) -> None:
-        self.sizes, self.spelling, self.keys, self.horizon = {}, {}, [], None
+        self.sizes, self.known, self.spelling, self.keys, self.horizon = {}, {}, {}, [], None
+        self.top_text = self.top_size = None
+
+    def forget(self, levels: Iterable[Level]) -> None:
+        """After a diff failed half way: take out the price strings it added that are not
+        registered, and leave a live top, so the book reads as a consistent (if out of sync)
+        state."""
+        if isinstance(levels, list):
+            sizes, known = self.sizes, self.known
+            for level in levels:
+                try:
+                    text = level[0]
+                    if text not in known:
+                        sizes.pop(text, None)
+                except _MALFORMED:
+                    continue
+        if self.top_text is not None and self.sizes.get(self.top_text) is not self.top_size:
+            self.refresh()
+
+    def live_count(self) -> int:
+        return sum(1 for size in self.sizes.values() if size.lstrip("0."))
 
     def best(self, key: int) -> Decimal:
         """The price of ``key``, a new best level, kept until the top changes again."""
@@ -317,7 +396,28 @@ class _Side:
         for key in reversed(self.keys):
             if horizon is not None and key < horizon:
                 return  # unknown country: levels past it that never changed are not here
-            yield sign * key, stored_size(sizes[spelling[key]])
+            size = sizes[spelling[key]]
+            if size.lstrip("0."):  # else a tombstone
+                yield sign * key, stored_size(size)
+
+
+def _last_index(levels: Sequence[Level], text: str) -> int:
+    """Where ``text`` last appears as a price in ``levels`` (-1: nowhere)."""
+    found = -1
+    for index, level in enumerate(levels):
+        if level[0] == text:
+            found = index
+    return found
+
+
+def _check_sizes(levels: Iterable[Level]) -> list[Level]:
+    """The levels as a list, each a price and a size, every size checked in full: what a codec
+    vouches for with ``checked=True``."""
+    out = list(levels)
+    for _, size in out:
+        if size not in _ZERO_SIZES:
+            size_is_zero(size)
+    return out
 
 
 _APPLIED: Final = DiffResult.APPLIED
@@ -413,52 +513,63 @@ class OrderBook:
         first_id: int,
         final_id: int,
         prev_final_id: int | None = None,
+        checked: bool = False,
     ) -> DiffResult:
         """Apply a depth diff if it continues the sequence; sizes are absolute, zero deletes
         (deleting an absent level is normal). Bybit passes its ``u`` as both ids.
 
-        On bad data the diff may be half applied, so the book is marked out of sync before the
-        error propagates.
+        ``checked``: the caller vouches that ``bids`` and ``asks`` are lists of ``(price,
+        size)`` string pairs whose sizes are plain decimals of 2 to 30 characters (the Binance
+        codec proves it over the raw frame, see ``DepthUpdate.checked``). Otherwise every size is
+        checked here first, and a bad one changes nothing.
+
+        On bad data the book is marked out of sync before the error propagates.
         """
         check = self._check(self._update_id, self._fresh, first_id, final_id, prev_final_id)
         if (check is not APPLY and check.verdict is not Verdict.APPLY) or not self._synced:
             return self._not_applied(check, bids, asks, final_id)
-        # The hot loop, once per side. A known price with a valid, non-zero size (plain ASCII
-        # digits with at most one ".", short, first significant character 1-9) is stored as the
-        # venue's string: no number is parsed. The check is ``is_plain_decimal`` written out:
-        # a function call per level costs more than the rest of the test. Anything else takes
-        # the checked path, _Side.set.
+        # The hot path, once per side: one C-level dict.update stores every level (a deletion
+        # stores a zero, a tombstone). Only a price string the side did not know (a new level,
+        # another spelling, a deletion of an absent level) grows the dict and takes the checked
+        # path, admit(); only a change of the top's size object sends the side to refresh().
         changed = 0
         try:
+            if not checked:
+                bids, asks = _check_sizes(bids), _check_sizes(asks)
             side = self._bid
             sizes = side.sizes
-            for text, size in bids:
-                if text in sizes and size.isascii() and size.replace(".", "", 1).isdigit() \
-                        and len(size) <= _SHORT_SIZE and "1" <= size.lstrip("0.") < ":":
-                    sizes[text] = size
-                else:
-                    changed |= side.set(text, size)
+            n = len(sizes)
+            sizes.update(bids)  # type: ignore[arg-type]
+            if len(sizes) != n:
+                changed = side.admit(bids)  # type: ignore[arg-type]
+            top = side.top_text
+            if top is not None and sizes[top] is not side.top_size:
+                changed |= side.refresh()
             side = self._ask
             sizes = side.sizes
-            for text, size in asks:
-                if text in sizes and size.isascii() and size.replace(".", "", 1).isdigit() \
-                        and len(size) <= _SHORT_SIZE and "1" <= size.lstrip("0.") < ":":
-                    sizes[text] = size
-                else:
-                    changed |= side.set(text, size)
-        except BookDataError as exc:
-            self.mark_out_of_sync(f"bad level in diff u={final_id}: {exc}")
-            raise
+            n = len(sizes)
+            sizes.update(asks)  # type: ignore[arg-type]
+            if len(sizes) != n:
+                changed |= side.admit(asks)  # type: ignore[arg-type]
+            top = side.top_text
+            if top is not None and sizes[top] is not side.top_size:
+                changed |= side.refresh()
         except _MALFORMED as exc:
-            error = BookDataError(f"malformed level list: {exc!r:.80}")
+            error = exc if isinstance(exc, BookDataError) else BookDataError(
+                f"malformed level list: {exc!r:.80}"
+            )
+            self._bid.forget(bids)
+            self._ask.forget(asks)
             self.mark_out_of_sync(f"bad level in diff u={final_id}: {error}")
+            if error is exc:
+                raise
             raise error from exc
         self._update_id = final_id
         self._fresh = False
         if changed & _EXHAUSTED:
             self.mark_out_of_sync(f"a side emptied down to its snapshot depth after diff u={final_id}")
             return DiffResult.HORIZON
-        # Only a level that appeared can cross a book that was in sync.
+        # Only a level that appeared above a top can cross a book that was in sync.
         if changed:
             bid_keys, ask_keys = self._bid.keys, self._ask.keys
             if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
@@ -558,7 +669,7 @@ class OrderBook:
 
     def level_count(self, side: Side) -> int:
         """Levels on a resting side: ``Side.BUY`` is the bids, ``Side.SELL`` the asks."""
-        return len((self._bid if side is Side.BUY else self._ask).sizes)
+        return (self._bid if side is Side.BUY else self._ask).live_count()
 
     def rows_units(self, side: Side, n: int | None = None) -> list[tuple[int, Decimal]]:
         """Top ``n`` levels (all if ``None``) of a resting side, best first, prices in units."""
@@ -656,6 +767,6 @@ class OrderBook:
         state = "in sync" if self._synced else f"out of sync: {self._reason}"
         return (
             f"<OrderBook {self.trading_pair or '?'} id={self._update_id} {state} "
-            f"bids={len(self._bid.sizes)} asks={len(self._ask.sizes)} "
+            f"bids={self._bid.live_count()} asks={self._ask.live_count()} "
             f"best={self.best_bid()}/{self.best_ask()}>"
         )

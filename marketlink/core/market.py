@@ -52,6 +52,10 @@ class DepthUpdate(msgspec.Struct, frozen=True, gc=False):
     prev_final_id: int | None = None
     is_snapshot: bool = False
     timestamp: float | None = None
+    #: The codec vouches that ``bids`` and ``asks`` are lists of ``(price, size)`` strings whose
+    #: sizes are plain decimals of 2 to 30 characters, so the book need not check them one by
+    #: one (``OrderBook.apply_diff(checked=True)``). False unless a codec proved it.
+    checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

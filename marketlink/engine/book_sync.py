@@ -121,7 +121,8 @@ class BookSync:
         book = self.book
         try:
             result = book.apply_diff(
-                update.bids, update.asks, update.first_id, update.final_id, update.prev_final_id
+                update.bids, update.asks, update.first_id, update.final_id, update.prev_final_id,
+                update.checked,
             )
         except _BAD_DATA as exc:
             self.lose(f"bad diff u={update.final_id}: {exc}")
@@ -156,7 +157,7 @@ class BookSync:
         for index, diff in enumerate(buffer):
             try:
                 result = book.apply_diff(
-                    diff.bids, diff.asks, diff.first_id, diff.final_id, diff.prev_final_id
+                    diff.bids, diff.asks, diff.first_id, diff.final_id, diff.prev_final_id, diff.checked
                 )
             except _BAD_DATA as exc:
                 # A bad diff is a hole in the buffer: only diffs after it can ever be bridged.

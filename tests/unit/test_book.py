@@ -194,19 +194,68 @@ def test_inserts_and_deletes_keep_the_order() -> None:
     assert book.rows_units(BUY, 2) == [(7, D("1")), (5, D("1"))]
 
 
-def test_price_memo_is_bounded_and_never_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(book_module, "_CACHE_LIMIT", 4)
+def test_deleted_levels_wait_as_tombstones_and_are_compacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(book_module, "_COMPACT_SLACK", 4)
     book = OrderBook(2, "binance_spot")
     book.apply_snapshot([], [["1000.00", "1"]], 0)
-    for i in range(1, 30):
-        price = f"{i}.{i % 100:02d}"
-        assert book.apply_diff([[price, str(i)]], [], i, i) is R.APPLIED
-        assert len(book._bid.memo) <= 4
-    assert book.level_count(BUY) == 29
-    assert book.rows(BUY, 1) == [(D("29.29"), D("29"))]
-    # A memoized price deletes the level it names.
-    book.apply_diff([["29.29", "0"]], [], 30, 30)
-    assert book.best_bid() == D("28.28")
+    for i in range(1, 40):  # a level appears, and the one before it goes
+        bids = [[f"{i}.00", str(i)]] + ([[f"{i - 2}.00", "0"]] if i > 2 else [])
+        assert book.apply_diff(bids, [], i, i) is R.APPLIED
+        assert len(book._bid.keys) <= 2 * 2 + 4 + 1  # compacted whenever it outgrew 2 x live + slack
+    assert book.level_count(BUY) == 2
+    assert book.rows(BUY) == [(D("39"), D("39")), (D("38"), D("38"))]
+    # A tombstone that comes back to life is a level again, in its place.
+    book.apply_diff([["30.00", "0"], ["20.00", "5"]], [], 40, 40)
+    assert book.apply_diff([["37.00", "7"]], [], 41, 41) is R.APPLIED
+    assert [p for p, _ in book.rows(BUY)] == [D("39"), D("38"), D("37"), D("20")]
+    assert book.level_count(BUY) == 4
+
+
+def test_deleting_the_top_walks_down_past_tombstones() -> None:
+    book = spot_book()  # bids 100, 99.5, 99
+    book.apply_diff([["99.50000000", "0"]], [], 101, 101)  # deep: a tombstone below the top
+    assert book.best_bid() == D("100") and book.level_count(BUY) == 2
+    book.apply_diff([["100.00000000", "0"]], [], 102, 102)
+    assert book.best_bid() == D("99") and book.best_bid_units() == 9900
+    assert book._bid.keys == [9900]  # the tombstones above the new top are gone
+    assert book.rows(BUY) == [(D("99"), D("3"))]
+
+
+@pytest.mark.parametrize("checked", [False, True])
+def test_two_spellings_of_one_price_in_one_diff_apply_in_their_order(checked: bool) -> None:
+    book = spot_book()
+    book.apply_diff([["100.0", "5.00"], ["100.00000000", "7.00"]], [], 101, 101, checked=checked)
+    assert book.rows(BUY, 1) == [(D("100"), D("7"))]
+    book.apply_diff([["100.00000000", "8.00"], ["100.0", "6.00"]], [], 102, 102, checked=checked)
+    assert book.rows(BUY, 1) == [(D("100"), D("6"))]
+    book.apply_diff([["100.00", "0.00"]], [], 103, 103, checked=checked)  # deleted by a third spelling
+    assert book.best_bid() == D("99.5") and book.level_count(BUY) == 2
+    assert set(book._bid.sizes) == {"99.50000000", "99.00000000"}
+
+
+def test_a_diff_that_fails_half_way_leaves_no_stray_entries() -> None:
+    book = spot_book()
+    with pytest.raises(PrecisionError):
+        book.apply_diff([["100.50", "1.00"], ["100.00000000", "0.00"], ["100.555", "1.00"]], [], 101, 101)
+    assert not book.in_sync
+    # What was stored before the bad price stays (the book is out of sync, waiting for a
+    # snapshot), but only as registered levels, with a live top.
+    assert set(book._bid.sizes) <= set(book._bid.known)
+    assert book.best_bid() == D("100.5") and book.rows(BUY)[0] == (D("100.5"), D("1"))
+    # A level list that breaks dict.update itself half way is cleaned up the same way.
+    assert book.apply_snapshot([["1.00", "1"]], [["2.00", "1"]], 300) is R.APPLIED
+    with pytest.raises(BookDataError, match="malformed level list"):
+        book.apply_diff([["1.50", "1"], [["unhashable"], "1"]], [], 301, 301, checked=True)
+    assert book.level_count(BUY) == 1 and set(book._bid.sizes) == {"1.00"}
+
+
+def test_a_snapshot_keeps_no_tombstones() -> None:
+    book = spot_book()
+    book.apply_diff([["99.50000000", "0"]], [], 101, 101)
+    book.apply_snapshot([["98.00", "2"], ["100.00000000", "1"]], [["101.00", "1"]], 200)
+    assert book._bid.sizes == {"98.00": "2", "100.00000000": "1"}
+    assert book._bid.known == {"98.00": 9800, "100.00000000": 10000}
+    assert book.apply_diff([["98.00", "0"]], [], 201, 201) is R.APPLIED and book.level_count(BUY) == 1
 
 
 # -- bad data -------------------------------------------------------------------------------------
@@ -327,16 +376,6 @@ def test_the_best_price_follows_the_top() -> None:
     assert (book.best_bid(), book.best_ask()) == (D("100"), D("101"))
     book.apply_diff([["100.00", "0"], ["99.50", "0"], ["99.00", "0"]], [], 103, 103)
     assert book.best_bid() is None and book.best_bid_units() is None and book.mid() is None
-
-
-def test_snapshots_leave_the_price_memo_to_the_diffs() -> None:
-    book = spot_book()
-    assert book._bid.memo == {} and book._ask.memo == {}  # thousands of deep prices would evict the top
-    book.apply_diff([["100.00000000", "0"], ["98.00", "1"]], [], 101, 101)
-    assert book._bid.memo == {"100.00000000": 10000, "98.00": 9800}
-    book.apply_snapshot([["98.00", "2"]], [["101.00", "1"]], 200)
-    assert book._bid.memo == {"100.00000000": 10000, "98.00": 9800}
-    assert book.apply_diff([["98.00", "0"]], [], 201, 201) is R.APPLIED and book.level_count(BUY) == 0
 
 
 # -- other venues' rules through the book ---------------------------------------------------------

@@ -15,11 +15,13 @@ from decimal import Context, InvalidOperation
 from decimal import Decimal as D
 from fractions import Fraction
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from marketlink.core import book as book_module
 from marketlink.core.book import (
     BookDataError,
     DiffResult,
@@ -156,10 +158,18 @@ def assert_same(book: OrderBook, ref: Reference) -> None:
     assert (book.out_of_sync_reason == "") == ref.synced
 
 
+@pytest.mark.parametrize("checked", [False, True], ids=["sizes-checked-by-book", "checked-by-codec"])
 @pytest.mark.parametrize("rule", ["binance_spot", "binance_usdm", "bybit", "bybit_full"])
 @settings(max_examples=80, deadline=None, derandomize=True)
 @given(script=ops)
-def test_book_matches_reference(rule: str, script: list[tuple[Any, ...]]) -> None:
+def test_book_matches_reference(rule: str, checked: bool, script: list[tuple[Any, ...]]) -> None:
+    # A slack of 2 compacts the tombstones of deleted levels every few diffs, so compaction runs
+    # inside these scripts too.
+    with mock.patch.object(book_module, "_COMPACT_SLACK", 2):
+        run_script(rule, checked, script)
+
+
+def run_script(rule: str, checked: bool, script: list[tuple[Any, ...]]) -> None:
     book, ref = OrderBook(SCALE, rule), Reference(rule)
     for op in script:
         if op[0] == "snapshot":
@@ -174,7 +184,7 @@ def test_book_matches_reference(rule: str, script: list[tuple[Any, ...]]) -> Non
             if rule.startswith("bybit"):  # one id, u
                 first = final = 1 if restart else max(first, 2)
                 pu = None
-            got = book.apply_diff(bids, asks, first, final, pu)
+            got = book.apply_diff(bids, asks, first, final, pu, checked=checked)
             assert got is ref.diff(bids, asks, first, final, pu)
             if got is R.NOT_SYNCED:  # refused; resync as the engine would, from a new snapshot
                 assert_same(book, ref)

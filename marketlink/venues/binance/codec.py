@@ -71,6 +71,7 @@ from marketlink.venues.binance.spec import (
     costs,
     depth_weight,
 )
+from marketlink.venues.skeleton import SkeletonCheck, level_skeleton
 
 _T = TypeVar("_T")
 # free + locked: exact or refused. Inexact (more than 100 digits) and Overflow raise instead of
@@ -128,8 +129,20 @@ _UNIT_SECONDS: Final = {"S": 1, "M": 60, "H": 3_600, "D": 86_400}
 # -- market frames: depth diffs decoded straight into their struct (see decode_market) ---------
 _DEPTH_FRAME: Final = msgspec.json.Decoder(s.DepthFrame)
 _DEPTH_FRAME_TYPE: Final = s.DepthFrame
-_DEPTH_MARK: Final = f'@{CHANNELS["depth"]}"'
-_DEPTH_MARK_BYTES: Final = _DEPTH_MARK.encode()
+_DEPTH_MARK: Final = f'@{CHANNELS["depth"]}"'.encode()
+
+
+def _depth_tail(frame: s.DepthFrame) -> bytes | None:
+    """How a combined-stream depth frame's skeleton ends: its two level lists, then the close
+    of ``data`` and of the frame (``skeleton.SkeletonCheck``)."""
+    d = frame.data
+    bids, asks = level_skeleton(d.b), level_skeleton(d.a)
+    if bids is None or asks is None:
+        return None
+    return b'"b":' + bids + b',"a":' + asks + b"}}"
+
+
+_DEPTH_CHECK: Final = SkeletonCheck(_depth_tail)
 
 
 #: exchangeInfo's ``interval`` names, in seconds.
@@ -431,20 +444,22 @@ class BinanceSpotCodec:
 
     def decode_market(self, raw: bytes | str) -> Any:
         """Depth diffs, the bulk of the traffic, are decoded straight from the bytes into their
-        struct (no dicts, no Decimal floats, no second validation pass); every other frame is
-        plain JSON. A depth frame is spotted by its stream name, which Binance writes first:
-        only speed depends on that, since a frame that does not decode as a depth diff falls
-        back to plain JSON, which ``parse_market_message`` checks field by field."""
-        if isinstance(raw, str):
-            depth = raw.find(_DEPTH_MARK, 0, 64) >= 0
-        else:
-            depth = raw.find(_DEPTH_MARK_BYTES, 0, 64) >= 0
-        if depth:
+        struct (no dicts, no Decimal floats) and their level strings proved plain decimals over
+        the raw frame (``skeleton.SkeletonCheck``), so neither we nor the book check them one
+        by one; every other frame is plain JSON. A depth frame is spotted by its stream name,
+        which Binance writes first: only speed depends on that, since a frame that does not
+        decode as a depth diff, or fails the proof, falls back to plain JSON, which
+        ``parse_market_message`` checks field by field."""
+        data: bytes = raw.encode() if isinstance(raw, str) else raw
+        if data.find(_DEPTH_MARK, 0, 64) >= 0:
             try:
-                return _DEPTH_FRAME.decode(raw)
+                frame = _DEPTH_FRAME.decode(data)
             except msgspec.DecodeError:  # not one after all, or malformed: the checked path
                 pass
-        return jsoncodec.decode(raw)
+            else:
+                if _DEPTH_CHECK.vouches(data, frame):
+                    return frame
+        return jsoncodec.decode(data)
 
     def parse_market_message(self, message: Any, symbols: Mapping[str, str]) -> MarketMessage | None:
         if message.__class__ is _DEPTH_FRAME_TYPE:  # the hot path: no helper calls, positional fields
@@ -452,14 +467,15 @@ class BinanceSpotCodec:
             pair = symbols.get(d.s)
             if pair is None:
                 raise _malformed(f"s/symbol: unknown symbol {d.s!r}")
-            return DepthUpdate(pair, d.U, d.u, d.b, d.a, None, False, d.E / 1000)
+            return DepthUpdate(pair, d.U, d.u, d.b, d.a, None, False, d.E / 1000, True)
         data = message.get("data") if isinstance(message, dict) and "stream" in message else message
         if not isinstance(data, dict):
             raise _malformed("market message: expected an object")
         event = data.get("e")
         if event == "depthUpdate":
-            d = _convert(data, s.DepthUpdate)
-            return DepthUpdate(_pair(symbols, d.s), d.U, d.u, d.b, d.a, timestamp=_seconds(d.E))
+            diff = _convert(data, s.DepthUpdate)
+            pair = _pair(symbols, diff.s)
+            return DepthUpdate(pair, diff.U, diff.u, diff.b, diff.a, timestamp=_seconds(diff.E))
         if event == "trade":
             t = _convert(data, s.Trade)
             return PublicTrade(

@@ -130,6 +130,8 @@ _SHORT_SIZE: Final = 30
 #: Zero as venues spell it ("0", "0.00000000"): a known spelling needs no further check.
 _ZERO_SIZES: Final = frozenset(["0", *("0." + "0" * n for n in range(1, 19))])
 _POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(64))
+#: Best prices' ``Decimal``s remembered per side.
+_PRICES_KEPT: Final = 256
 #: Tombstones a side may gather beyond twice its live levels before it is compacted.
 _COMPACT_SLACK: Final = 1024
 #: ``_Side.admit``/``refresh`` results, or-ed together over a diff: a level appeared (the book may now be
@@ -219,8 +221,8 @@ class _Side:
     """
 
     __slots__ = (
-        "compact_at", "horizon", "keys", "known", "scale", "sign", "sizes", "spelling", "top",
-        "top_price", "top_size", "top_text",
+        "compact_at", "horizon", "keys", "known", "prices", "scale", "sign", "sizes", "spelling",
+        "top", "top_price", "top_size", "top_text",
     )
 
     def __init__(self, sign: int, scale: int) -> None:
@@ -234,6 +236,7 @@ class _Side:
         self.top_size: str | None = None
         self.top: int | None = None  # the key whose price top_price holds
         self.top_price: Decimal | None = None
+        self.prices: dict[int, Decimal] = {}  # best prices lately, by key (bounded)
         #: The worst key of a snapshot that was cut at the venue's depth limit: past it, levels
         #: that never changed are unknown, so queries stop there (None: the snapshot was whole).
         self.horizon: int | None = None
@@ -385,8 +388,14 @@ class _Side:
         return sum(1 for size in self.sizes.values() if size.lstrip("0."))
 
     def best(self, key: int) -> Decimal:
-        """The price of ``key``, a new best level, kept until the top changes again."""
-        price = from_units(self.sign * key, self.scale)
+        """The price of ``key``, a new best level, kept until the top changes again. The top
+        moves among a few prices near the spread, so their ``Decimal``s are remembered too."""
+        prices = self.prices
+        price = prices.get(key)
+        if price is None:
+            if len(prices) >= _PRICES_KEPT:
+                prices.clear()
+            price = prices[key] = from_units(self.sign * key, self.scale)
         self.top, self.top_price = key, price
         return price
 

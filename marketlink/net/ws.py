@@ -30,12 +30,13 @@ back-off), so tests drive it with a virtual clock.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import msgspec
@@ -67,6 +68,13 @@ log = logging.getLogger(__name__)
 
 _Socket = aiohttp.ClientWebSocketResponse[bool]
 _DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+#: Text frames as their bytes, where aiohttp offers it (``decode_text``, aiohttp 3.13+): our
+#: decoders take bytes and msgspec checks the UTF-8 while it parses, so decoding each frame to
+#: ``str`` first would only cost a copy (and the depth codec would encode it back to bytes).
+_RAW_TEXT: Final[dict[str, Any]] = (
+    {"decode_text": False} if "decode_text" in inspect.signature(aiohttp.ClientSession.ws_connect).parameters
+    else {}
+)
 _DrainReason = tuple[str, int | None]
 #: Close codes that say "you, stop": policy violation (Binance: too many requests) and try again
 #: later (overload, maintenance). A connection ended so never resets the back-off.
@@ -443,6 +451,7 @@ class WsClient:
                 socket = await self._session.ws_connect(
                     url, autoping=False, autoclose=True, heartbeat=None,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self._close_timeout),
+                    **_RAW_TEXT,
                 )
                 if self._on_connect is not None:
                     await self._on_connect(WsSession(self, socket, url))

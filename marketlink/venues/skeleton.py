@@ -23,9 +23,10 @@ from typing import Final, Generic, TypeVar
 
 from marketlink.core.numbers import is_plain_decimal
 
-__all__ = ["SkeletonCheck", "level_skeleton"]
+__all__ = ["DIGITS", "SkeletonCheck", "level_skeleton"]
 
-_DIGITS: Final = b"0123456789"
+#: What ``bytes.translate`` deletes to leave a skeleton.
+DIGITS: Final = b"0123456789"
 
 T = TypeVar("T")
 
@@ -45,7 +46,9 @@ def level_skeleton(levels: Sequence[Sequence[str]]) -> bytes | None:
 
 
 class SkeletonCheck(Generic[T]):
-    """``vouches(raw, decoded)``: is every level string of ``raw`` a plain decimal?
+    """Is every level string of a frame a plain decimal? ``skeleton(raw)`` in ``good``, else
+    ``prove(skeleton, decoded)``. (A hot path writes the first half out: ``raw.translate(None,
+    DIGITS) in check.good``, two C calls and no Python frame.)
 
     ``tail(decoded)`` is the skeleton the frame must end with, given what the decoder made of it
     (built with ``level_skeleton``; None if a string is not a plain decimal). The level lists
@@ -53,21 +56,24 @@ class SkeletonCheck(Generic[T]):
     key twice, and msgspec keeps the last one.
     """
 
-    __slots__ = ("_good", "_limit", "_tail")
+    __slots__ = ("_limit", "_tail", "good")
 
     def __init__(self, tail: Callable[[T], bytes | None], limit: int = 1024) -> None:
         self._tail = tail
         self._limit = limit
-        self._good: set[bytes] = set()
+        #: Skeletons proved good: any frame with one of them is good.
+        self.good: set[bytes] = set()
 
     def vouches(self, raw: bytes, decoded: T) -> bool:
-        skeleton = raw.translate(None, _DIGITS)
-        good = self._good
-        if skeleton in good:
-            return True
+        skeleton = raw.translate(None, DIGITS)
+        return skeleton in self.good or self.prove(skeleton, decoded)
+
+    def prove(self, skeleton: bytes, decoded: T) -> bool:
+        """A skeleton not seen yet: good if it ends as the checked strings of ``decoded`` say."""
         tail = self._tail(decoded)
         if tail is None or not skeleton.endswith(tail):
             return False
+        good = self.good
         if len(good) >= self._limit:
             good.clear()
         good.add(skeleton)

@@ -18,6 +18,8 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from marketlink.core.errors import ConfigError
+from marketlink.net import jsoncodec
+from marketlink.net import ws as ws_module
 from marketlink.net.clock import VirtualClock
 from marketlink.net.errors import AuthError, ConnectionFailed
 from marketlink.net.ws import (
@@ -213,6 +215,30 @@ async def test_messages_are_decoded_and_malformed_frames_dropped(
     second = await expect(items, WsMessage)
     assert second.data == [1, 2] and second.key is None  # key_of failed on a list: no key, not lost
     assert client.stats.malformed == 2 and client.stats.messages == 2
+
+
+@pytest.mark.skipif(not ws_module._RAW_TEXT, reason="this aiohttp decodes text frames itself")
+async def test_text_frames_reach_the_decoder_as_bytes_and_bad_utf8_is_dropped(
+    venue: tuple[WsVenue, str], make: Callable[..., WsClient]
+) -> None:
+    # aiohttp may hand a text frame over undecoded (decode_text): the decoder then gets bytes,
+    # and invalid UTF-8 must still be refused (msgspec checks it), never passed on.
+    server, url = venue
+    seen: list[type] = []
+
+    def decode(data: bytes | str) -> Any:
+        seen.append(type(data))
+        return jsoncodec.decode(data)
+
+    client = make(url, decode=decode)
+    items = client.items()
+    await client.start()
+    await expect(items, Connected)
+    conn = await server.next_conn()
+    await conn.ws.send_frame(b'{"bad":"\xff"}', WSMsgType.TEXT)  # a text frame that is not UTF-8
+    await conn.send({"ok": 1})
+    assert (await expect(items, WsMessage)).data == {"ok": 1}
+    assert seen == [bytes, bytes] and client.stats.malformed == 1
 
 
 async def test_send_variants_and_send_while_down(

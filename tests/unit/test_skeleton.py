@@ -59,4 +59,4 @@ def test_the_memo_is_bounded() -> None:
     for n in range(1, 6):
         levels = [["1.0", "2.0"]] * n
         assert check.vouches(frame(levels), levels)
-        assert len(check._good) <= 2
+        assert len(check.good) <= 2

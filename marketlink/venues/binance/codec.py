@@ -71,7 +71,7 @@ from marketlink.venues.binance.spec import (
     costs,
     depth_weight,
 )
-from marketlink.venues.skeleton import SkeletonCheck, level_skeleton
+from marketlink.venues.skeleton import DIGITS, SkeletonCheck, level_skeleton
 
 _T = TypeVar("_T")
 # free + locked: exact or refused. Inexact (more than 100 digits) and Overflow raise instead of
@@ -129,7 +129,9 @@ _UNIT_SECONDS: Final = {"S": 1, "M": 60, "H": 3_600, "D": 86_400}
 # -- market frames: depth diffs decoded straight into their struct (see decode_market) ---------
 _DEPTH_FRAME: Final = msgspec.json.Decoder(s.DepthFrame)
 _DEPTH_FRAME_TYPE: Final = s.DepthFrame
-_DEPTH_MARK: Final = f'@{CHANNELS["depth"]}"'.encode()
+#: How a combined-stream depth frame ends (its ask list, ``data``, the frame); no other stream's
+#: frame ends so, as their last fields are numbers, strings or booleans.
+_DEPTH_END: Final = b"]}}"
 
 
 def _depth_tail(frame: s.DepthFrame) -> bytes | None:
@@ -143,6 +145,7 @@ def _depth_tail(frame: s.DepthFrame) -> bytes | None:
 
 
 _DEPTH_CHECK: Final = SkeletonCheck(_depth_tail)
+_DEPTH_GOOD: Final = _DEPTH_CHECK.good
 
 
 #: exchangeInfo's ``interval`` names, in seconds.
@@ -446,18 +449,22 @@ class BinanceSpotCodec:
         """Depth diffs, the bulk of the traffic, are decoded straight from the bytes into their
         struct (no dicts, no Decimal floats) and their level strings proved plain decimals over
         the raw frame (``skeleton.SkeletonCheck``), so neither we nor the book check them one
-        by one; every other frame is plain JSON. A depth frame is spotted by its stream name,
-        which Binance writes first: only speed depends on that, since a frame that does not
+        by one; every other frame is plain JSON. A depth frame is spotted by how it ends
+        (``_DEPTH_END``): only speed depends on that, since a frame that does not
         decode as a depth diff, or fails the proof, falls back to plain JSON, which
-        ``parse_market_message`` checks field by field."""
+        ``parse_market_message`` checks field by field.
+
+        aiohttp hands text frames over undecoded (``WsClient``), so ``raw`` is normally bytes;
+        msgspec checks the UTF-8 as it decodes."""
         data: bytes = raw.encode() if isinstance(raw, str) else raw
-        if data.find(_DEPTH_MARK, 0, 64) >= 0:
+        if data.endswith(_DEPTH_END):
             try:
                 frame = _DEPTH_FRAME.decode(data)
             except msgspec.DecodeError:  # not one after all, or malformed: the checked path
                 pass
             else:
-                if _DEPTH_CHECK.vouches(data, frame):
+                skeleton = data.translate(None, DIGITS)
+                if skeleton in _DEPTH_GOOD or _DEPTH_CHECK.prove(skeleton, frame):
                     return frame
         return jsoncodec.decode(data)
 

@@ -53,7 +53,7 @@ from marketlink.core.enums import Side
 from marketlink.core.errors import MarketlinkError
 from marketlink.core.numbers import is_plain_decimal
 from marketlink.core.rules import TradingRule
-from marketlink.core.sequence import APPLY, Check, SequenceRule, Verdict, get_rule
+from marketlink.core.sequence import APPLY, Check, Link, SequenceRule, Verdict, get_rule
 
 __all__ = [
     "BookDataError",
@@ -430,6 +430,8 @@ def _check_sizes(levels: Iterable[Level]) -> list[Level]:
 
 
 _APPLIED: Final = DiffResult.APPLIED
+_NEXT_FIRST: Final = Link.NEXT_FIRST
+_PREV_FINAL: Final = Link.PREV_FINAL
 
 
 class OrderBook:
@@ -441,6 +443,7 @@ class OrderBook:
         "_check",
         "_fresh",
         "_last_trade",
+        "_link",
         "_reason",
         "_rule",
         "_synced",
@@ -456,6 +459,7 @@ class OrderBook:
         self.trading_pair = trading_pair
         self._rule: SequenceRule = get_rule(sequence) if isinstance(sequence, str) else sequence
         self._check = self._rule.check
+        self._link = getattr(self._rule, "link", None)  # a rule without one is always asked
         self._bid = _Side(1, price_scale)
         self._ask = _Side(-1, price_scale)
         self._synced = False
@@ -534,9 +538,17 @@ class OrderBook:
 
         On bad data the book is marked out of sync before the error propagates.
         """
-        check = self._check(self._update_id, self._fresh, first_id, final_id, prev_final_id)
-        if (check is not APPLY and check.verdict is not Verdict.APPLY) or not self._synced:
-            return self._not_applied(check, bids, asks, final_id)
+        # The usual case is decided here without calling the rule: a book in sync, past its
+        # first diff, and a diff that chains to it by the rule's link (``SequenceRule.link``).
+        uid = self._update_id
+        link = self._link
+        if not (
+            (first_id == uid + 1 if link is _NEXT_FIRST else link is _PREV_FINAL and prev_final_id == uid)
+            and final_id > uid and self._synced and not self._fresh
+        ):
+            check = self._check(uid, self._fresh, first_id, final_id, prev_final_id)
+            if (check is not APPLY and check.verdict is not Verdict.APPLY) or not self._synced:
+                return self._not_applied(check, bids, asks, final_id)
         # The hot path, once per side: one C-level dict.update stores every level (a deletion
         # stores a zero, a tombstone). Only a price string the side did not know (a new level,
         # another spelling, a deletion of an absent level) grows the dict and takes the checked
@@ -552,8 +564,13 @@ class OrderBook:
             if len(sizes) != n:
                 changed = side.admit(bids)  # type: ignore[arg-type]
             top = side.top_text
-            if top is not None and sizes[top] is not side.top_size:
-                changed |= side.refresh()
+            if top is not None:
+                size = sizes[top]
+                if size is not side.top_size:
+                    if size.lstrip("0."):
+                        side.top_size = size  # the top level changed size: still the top
+                    else:
+                        changed |= side.refresh()
             side = self._ask
             sizes = side.sizes
             n = len(sizes)
@@ -561,8 +578,13 @@ class OrderBook:
             if len(sizes) != n:
                 changed |= side.admit(asks)  # type: ignore[arg-type]
             top = side.top_text
-            if top is not None and sizes[top] is not side.top_size:
-                changed |= side.refresh()
+            if top is not None:
+                size = sizes[top]
+                if size is not side.top_size:
+                    if size.lstrip("0."):
+                        side.top_size = size
+                    else:
+                        changed |= side.refresh()
         except _MALFORMED as exc:
             error = exc if isinstance(exc, BookDataError) else BookDataError(
                 f"malformed level list: {exc!r:.80}"

@@ -30,6 +30,7 @@ __all__ = [
     "BinanceUsdmRule",
     "BybitRule",
     "Check",
+    "Link",
     "MissingSequenceField",
     "SequenceRule",
     "Verdict",
@@ -39,6 +40,15 @@ __all__ = [
 
 class MissingSequenceField(MarketlinkError, ValueError):
     """The codec handed a diff without a field this venue's rule needs (a bug, not market data)."""
+
+
+class Link(Enum):
+    """How a rule chains one diff to the last, once past the first diff after a snapshot: the
+    book decides that usual case itself, without calling the rule (its hot path), and asks the
+    rule about everything else. ``None`` on a rule: always ask."""
+
+    NEXT_FIRST = "U == last u + 1"  # Binance spot
+    PREV_FINAL = "pu == last u"  # Binance USD-M
 
 
 class Verdict(Enum):
@@ -73,6 +83,11 @@ class SequenceRule(Protocol):
     @property
     def name(self) -> str: ...
 
+    #: The usual chaining, which must agree with ``check``: for a book in sync and past its first
+    #: diff, a diff with ``final_id > book_id`` that chains by this link is APPLY.
+    @property
+    def link(self) -> Link | None: ...
+
     def check(
         self, book_id: int, fresh: bool, first_id: int, final_id: int, prev_final_id: int | None
     ) -> Check: ...
@@ -94,6 +109,7 @@ class BinanceSpotRule:
     """
 
     name: str = "binance_spot"
+    link: Link | None = Link.NEXT_FIRST
 
     def check(
         self, book_id: int, fresh: bool, first_id: int, final_id: int, prev_final_id: int | None
@@ -120,6 +136,7 @@ class BinanceUsdmRule:
     """
 
     name: str = "binance_usdm"
+    link: Link | None = Link.PREV_FINAL
 
     def check(
         self, book_id: int, fresh: bool, first_id: int, final_id: int, prev_final_id: int | None
@@ -153,6 +170,7 @@ class BybitRule:
 
     contiguous: bool = False
     name: str = "bybit"
+    link: Link | None = None
 
     def check(
         self, book_id: int, fresh: bool, first_id: int, final_id: int, prev_final_id: int | None

@@ -402,7 +402,9 @@ class SpotConnector:
         return self.ctx.balances.total(asset)
 
     def in_flight_orders(self) -> dict[str, InFlightOrder]:
-        return dict(self.ctx.tracker.active)
+        """Every order not ended, LOST ones included: a lost order may still rest and fill."""
+        tracker = self.ctx.tracker
+        return {**tracker.active, **tracker.lost}
 
     def trading_rule(self, trading_pair: str) -> TradingRule:
         return self.ctx.markets.rule(trading_pair)

@@ -53,6 +53,8 @@ async def test_cancel_of_an_order_the_venue_does_not_know_fails_and_never_cancel
     lost: OrderLost = world.rec.of(OrderLost, cid)[0]
     assert lost.not_found_count == world.conn.ctx.tracker.lost_after
     assert not world.rec.of(TerminalOrderEvent, cid)
+    # Lost is not ended: the order may still hold funds and fill, so it stays in flight.
+    assert world.conn.in_flight_orders()[cid].state is OrderState.LOST
     assert world.venue_orders(cid) == []
 
 

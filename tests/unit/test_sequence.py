@@ -15,6 +15,7 @@ from marketlink.core.sequence import (
     BinanceSpotRule,
     BinanceUsdmRule,
     BybitRule,
+    Link,
     MissingSequenceField,
     SequenceRule,
     Verdict,
@@ -117,3 +118,24 @@ def test_registry_names_every_rule_by_its_own_name() -> None:
 def test_unknown_rule_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="binance_spot"):
         get_rule("kraken")
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_RULES))
+def test_a_rules_link_agrees_with_its_check(name: str) -> None:
+    # The book decides the linked case without calling the rule: it must be exactly what the
+    # rule would answer, and no other case may be taken for it.
+    rule = SEQUENCE_RULES[name]
+    link = rule.link
+    linked = 0
+    for book_id in range(3, 7):
+        for first in range(0, 10):
+            for final in range(first - 1, 11):
+                for pu in (None, *range(0, 10)):
+                    chained = (
+                        (link is Link.NEXT_FIRST and first == book_id + 1)
+                        or (link is Link.PREV_FINAL and pu == book_id)
+                    ) and final > book_id
+                    if chained:
+                        linked += 1
+                        assert rule.check(book_id, False, first, final, pu) is APPLY
+    assert linked > 0 if link is not None else linked == 0

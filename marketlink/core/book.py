@@ -134,6 +134,8 @@ _POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(64))
 _PRICES_KEPT: Final = 256
 #: Tombstones a side may gather beyond twice its live levels before it is compacted.
 _COMPACT_SLACK: Final = 1024
+#: Tombstones a walk may skip (when it skips more than it yields) before it asks for compaction.
+_WALK_SLACK: Final = 64
 #: ``_Side.admit``/``refresh`` results, or-ed together over a diff: a level appeared (the book may now be
 #: crossed); a side has no level left inside its horizon (its top is unknown).
 _GREW: Final = 1
@@ -306,6 +308,8 @@ class _Side:
             del spelling[key], sizes[text], known[text]
         else:
             self.top_text = self.top_size = None
+        if len(keys) > self.compact_at:  # a walk found more tombstones than levels (see walk)
+            self.compact()
         horizon = self.horizon
         if horizon is not None and (not keys or keys[-1] < horizon):
             return _EXHAUSTED
@@ -400,14 +404,27 @@ class _Side:
         return price
 
     def walk(self) -> Iterator[tuple[int, Decimal]]:
-        """Every level, best first, as ``(price units, size)``."""
+        """Every level, best first, as ``(price units, size)``.
+
+        Tombstones are skipped. A book that thinned out without new prices arriving (so
+        ``admit`` never compacted it) can make a walk pass many of them: a walk that skipped
+        more than it yielded, and more than ``_WALK_SLACK``, has the side compacted at the next
+        change of its top (``refresh``), not here, in the middle of a caller's iteration."""
         sign, sizes, spelling, horizon = self.sign, self.sizes, self.spelling, self.horizon
-        for key in reversed(self.keys):
-            if horizon is not None and key < horizon:
-                return  # unknown country: levels past it that never changed are not here
-            size = sizes[spelling[key]]
-            if size.lstrip("0."):  # else a tombstone
-                yield sign * key, stored_size(size)
+        skipped = yielded = 0
+        try:
+            for key in reversed(self.keys):
+                if horizon is not None and key < horizon:
+                    return  # unknown country: levels past it that never changed are not here
+                size = sizes[spelling[key]]
+                if size.lstrip("0."):
+                    yielded += 1
+                    yield sign * key, stored_size(size)
+                else:
+                    skipped += 1
+        finally:
+            if skipped > _WALK_SLACK and skipped > yielded:
+                self.compact_at = 0
 
 
 def _last_index(levels: Sequence[Level], text: str) -> int:

@@ -686,3 +686,24 @@ def test_is_plain_decimal_is_the_one_rule_for_venue_numbers() -> None:
 
     assert all(is_plain_decimal(t) for t in ("12", "0.0100", "5.", ".5", "0"))
     assert not any(is_plain_decimal(t) for t in ("", ".", "-5", " 1", "1_0", "1e5", "NaN", "1.2.3", "١", 5))
+
+
+def test_a_thinned_out_book_is_compacted_after_a_walk_wades_through_tombstones() -> None:
+    # 200 levels, then all but the best two deleted deep down: no new price arrives, so nothing
+    # grows and nothing compacts, and every walk past the top skips the tombstones...
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([[f"{i}.00", "1"] for i in range(1, 201)], [["1000.00", "1"]], 0)
+    book.apply_diff([[f"{i}.00", "0"] for i in range(1, 199)], [], 1, 1)
+    assert book.level_count(BUY) == 2 and len(book._bid.keys) == 200
+    assert [p for p, _ in book.rows(BUY)] == [D("200"), D("199")]
+    # ... until the walk asks for compaction, done at the next change of the top.
+    book.apply_diff([["200.00", "0"]], [], 2, 2)
+    assert book._bid.keys == [19900] and book.best_bid() == D("199")
+    assert book.rows(BUY) == [(D("199"), D("1"))]
+
+
+def test_a_short_walk_past_a_few_tombstones_asks_for_nothing() -> None:
+    book = spot_book()
+    book.apply_diff([["99.50000000", "0"]], [], 101, 101)
+    assert [p for p, _ in book.rows(BUY)] == [D("100"), D("99")]
+    assert book._bid.compact_at > 0

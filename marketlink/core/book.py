@@ -255,40 +255,34 @@ class _Side:
         """After ``sizes.update(levels)`` added entries: register each price string ``sizes``
         did not know. A new price becomes a level (or, at zero, is dropped: deleting an absent
         level is normal); another spelling of a known price moves its size to that level.
-        Returns ``_GREW`` when a level appeared above the old top. On bad data the strings not
-        registered are taken out again before the error propagates."""
+        Returns ``_GREW`` when a level appeared above the old top. On bad data the error
+        propagates; ``apply_diff`` then takes the strings not registered out again (``forget``)."""
         sizes, known, spelling, keys = self.sizes, self.known, self.spelling, self.keys
         grew = 0
-        try:
-            for text, _ in levels:
-                if text in known:
-                    continue
-                size = sizes.get(text)
-                if size is None:
-                    continue  # the same string twice in one diff: already handled
-                key = self.parse_key(text)
-                canon = spelling.get(key)
-                if canon is not None:  # another spelling of a price the side has
-                    del sizes[text]
-                    if _last_index(levels, text) > _last_index(levels, canon):
-                        sizes[canon] = size  # it came after the usual spelling: it wins
-                    continue
-                if not size.lstrip("0."):
-                    del sizes[text]
-                    continue
-                known[text] = key
-                spelling[key] = text
-                if not keys or key > keys[-1]:
-                    keys.append(key)
-                    self.top_text, self.top_size = text, size
-                    grew = _GREW
-                else:
-                    insort(keys, key)
-        except BaseException:
-            for text, *_ in levels:
-                if text not in known:
-                    sizes.pop(text, None)
-            raise
+        for text, _ in levels:
+            if text in known:
+                continue
+            size = sizes.get(text)
+            if size is None:
+                continue  # the same string twice in one diff: already handled
+            key = self.parse_key(text)
+            canon = spelling.get(key)
+            if canon is not None:  # another spelling of a price the side has
+                del sizes[text]
+                if _last_index(levels, text) > _last_index(levels, canon):
+                    sizes[canon] = size  # it came after the usual spelling: it wins
+                continue
+            if not size.lstrip("0."):
+                del sizes[text]
+                continue
+            known[text] = key
+            spelling[key] = text
+            if not keys or key > keys[-1]:
+                keys.append(key)
+                self.top_text, self.top_size = text, size
+                grew = _GREW
+            else:
+                insort(keys, key)
         if len(keys) > self.compact_at:
             self.compact()
         return grew

@@ -121,6 +121,10 @@ class MarketDataStats:
 
     messages: int = 0  # data frames read from the streams (control frames included)
     diffs_applied: int = 0
+    #: Diffs whose level strings the book had to check itself, because the codec could not vouch
+    #: for them (``DepthUpdate.checked``): correct, only slower. A stream that starts counting
+    #: here has changed its frame layout or spelling.
+    unchecked_diffs: int = 0
     stale_drops: int = 0  # diffs the book or the buffer already held (duplicates, replays)
     buffered: int = 0
     malformed: int = 0  # messages, diffs and snapshots dropped as bad data
@@ -402,6 +406,8 @@ class MarketData:
             self._seen[pair] = msg.received_at
             if msg.key is not None:
                 self._depth_keys[msg.key] = pair
+            if not update.checked:
+                stats.unchecked_diffs += 1
             step = sync.on_diff(update)
             if step is _APPLIED:
                 stats.diffs_applied += 1

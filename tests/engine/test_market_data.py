@@ -492,6 +492,7 @@ async def test_live_diffs_trades_and_tickers(venue: Any) -> None:
     assert h.ctx.tickers[BTC].bid == D("100.5") and h.ctx.tickers[BTC].update_id == 9
     s = h.md.stats
     assert (s.diffs_applied, s.stale_drops, s.trades, s.tickers) == (1, 1, 2, 2)
+    assert s.unchecked_diffs == 2  # this test venue's codec vouches for nothing: the book checks
 
 
 # -- losing sync and getting it back ---------------------------------------------------------------

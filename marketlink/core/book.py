@@ -252,40 +252,51 @@ class _Side:
         return self.sign * price
 
     def admit(self, levels: Sequence[Level]) -> int:
-        """After ``sizes.update(levels)`` added entries: register each price string ``sizes``
-        did not know. A new price becomes a level (or, at zero, is dropped: deleting an absent
-        level is normal); another spelling of a known price moves its size to that level.
-        Returns ``_GREW`` when a level appeared above the old top. On bad data the error
-        propagates; ``apply_diff`` then takes the strings not registered out again (``forget``)."""
+        """After ``sizes.update(levels)`` added entries: settle every price that a string
+        ``sizes`` did not know names. Such a string is a new level, another spelling of a known
+        price, or a deletion of an absent level; one diff may even name a price several ways.
+        Each such price takes the size of its *last* level in the diff, whatever its spelling
+        (one ordered pass: the venue's order is the truth); a new price is registered under
+        that spelling, and one whose last word is zero is simply absent. Unknown strings are
+        parsed once per diff, so even a diff spelled wholly unlike the book stays linear.
+
+        Returns ``_GREW`` when a level appeared above the old top, ``_EXHAUSTED`` when a
+        compaction left no level inside the horizon. On bad data the error propagates;
+        ``apply_diff`` then takes the strings not registered out again (``forget``)."""
         sizes, known, spelling, keys = self.sizes, self.known, self.spelling, self.keys
-        grew = 0
+        strays: dict[str, int] = {}  # unknown string -> its units
         for text, _ in levels:
-            if text in known:
-                continue
-            size = sizes.get(text)
-            if size is None:
-                continue  # the same string twice in one diff: already handled
-            key = self.parse_key(text)
+            if text not in known and text not in strays:
+                strays[text] = self.parse_key(text)
+        targets = set(strays.values())
+        last: dict[int, tuple[str, str]] = {}  # price -> (spelling, size) of its last level here
+        for text, size in levels:
+            key = strays.get(text)
+            if key is None:
+                key = known[text]
+                if key not in targets:
+                    continue
+            last[key] = (text, size)
+        for text in strays:
+            del sizes[text]  # update() put them in; each price is settled below
+        flags = 0
+        for key, (text, size) in last.items():
             canon = spelling.get(key)
-            if canon is not None:  # another spelling of a price the side has
-                del sizes[text]
-                if _last_index(levels, text) > _last_index(levels, canon):
-                    sizes[canon] = size  # it came after the usual spelling: it wins
-                continue
-            if not size.lstrip("0."):
-                del sizes[text]
-                continue
-            known[text] = key
-            spelling[key] = text
-            if not keys or key > keys[-1]:
-                keys.append(key)
-                self.top_text, self.top_size = text, size
-                grew = _GREW
-            else:
-                insort(keys, key)
+            if canon is not None:
+                sizes[canon] = size  # a zero leaves a tombstone, as any deletion
+            elif size.lstrip("0."):
+                sizes[text] = size
+                known[text] = key
+                spelling[key] = text
+                if not keys or key > keys[-1]:
+                    keys.append(key)
+                    self.top_text, self.top_size = text, size
+                    flags = _GREW
+                else:
+                    insort(keys, key)
         if len(keys) > self.compact_at:
-            self.compact()
-        return grew
+            flags |= self.compact()
+        return flags
 
     def refresh(self) -> int:
         """The top's size changed: keep it, or drop the tombstones down to the next live level.
@@ -302,26 +313,33 @@ class _Side:
             del spelling[key], sizes[text], known[text]
         else:
             self.top_text = self.top_size = None
-        if len(keys) > self.compact_at:  # a walk found more tombstones than levels (see walk)
+        if len(keys) > self.compact_at:  # outgrown, or a walk found too many tombstones (see walk)
             self.compact()
         horizon = self.horizon
         if horizon is not None and (not keys or keys[-1] < horizon):
             return _EXHAUSTED
         return 0
 
-    def compact(self) -> None:
+    def compact(self) -> int:
         """Drop every tombstone. Called when the entries outgrow ``compact_at``, which is set
-        from the live count, so the work is amortized over the levels that appeared meanwhile."""
+        from the live count, so the work is amortized over the levels that appeared meanwhile.
+        Returns ``_EXHAUSTED`` when no level is left inside the horizon (mid-diff, the top may
+        have been a fresh tombstone, compacted away here rather than by ``refresh``)."""
         sizes, known, spelling = self.sizes, self.known, self.spelling
         for text in [text for text, size in sizes.items() if not size.lstrip("0.")]:
             del sizes[text], spelling[known.pop(text)]
         keys = self.keys
         keys[:] = [key for key in keys if key in spelling]
         self.compact_at = 2 * len(keys) + _COMPACT_SLACK
-        # Mid-diff, the top may have been a fresh tombstone: name the new top, and leave its
-        # size unseen so that the diff's refresh() runs (and checks the horizon).
-        self.top_text = spelling[keys[-1]] if keys else None
-        self.top_size = None
+        if keys:
+            self.top_text = text = spelling[keys[-1]]
+            self.top_size = sizes[text]
+        else:
+            self.top_text = self.top_size = None
+        horizon = self.horizon
+        if horizon is not None and (not keys or keys[-1] < horizon):
+            return _EXHAUSTED
+        return 0
 
     def load(self, levels: Iterable[Level], depth_limit: int | None = None) -> None:
         """Replace every level (a snapshot); a later entry for a price overrides an earlier one.
@@ -402,8 +420,9 @@ class _Side:
 
         Tombstones are skipped. A book that thinned out without new prices arriving (so
         ``admit`` never compacted it) can make a walk pass many of them: a walk that skipped
-        more than it yielded, and more than ``_WALK_SLACK``, has the side compacted at the next
-        change of its top (``refresh``), not here, in the middle of a caller's iteration."""
+        more than it yielded, and more than ``_WALK_SLACK``, has the side compacted by the next
+        diff (its top's size is forgotten, so that diff calls ``refresh``), not here, in the
+        middle of a caller's iteration."""
         sign, sizes, spelling, horizon = self.sign, self.sizes, self.spelling, self.horizon
         skipped = yielded = 0
         try:
@@ -419,15 +438,8 @@ class _Side:
         finally:
             if skipped > _WALK_SLACK and skipped > yielded:
                 self.compact_at = 0
-
-
-def _last_index(levels: Sequence[Level], text: str) -> int:
-    """Where ``text`` last appears as a price in ``levels`` (-1: nowhere)."""
-    found = -1
-    for index, level in enumerate(levels):
-        if level[0] == text:
-            found = index
-    return found
+                if self.top_text is not None:
+                    self.top_size = None
 
 
 def _check_sizes(levels: Iterable[Level]) -> list[Level]:
@@ -578,9 +590,9 @@ class OrderBook:
             if top is not None:
                 size = sizes[top]
                 if size is not side.top_size:
-                    if size.lstrip("0."):
+                    if side.top_size is not None and size.lstrip("0."):
                         side.top_size = size  # the top level changed size: still the top
-                    else:
+                    else:  # deleted, or a walk asked for compaction (see _Side.walk)
                         changed |= side.refresh()
             side = self._ask
             sizes = side.sizes
@@ -592,7 +604,7 @@ class OrderBook:
             if top is not None:
                 size = sizes[top]
                 if size is not side.top_size:
-                    if size.lstrip("0."):
+                    if side.top_size is not None and size.lstrip("0."):
                         side.top_size = size
                     else:
                         changed |= side.refresh()

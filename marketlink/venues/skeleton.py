@@ -53,7 +53,10 @@ class SkeletonCheck(Generic[T]):
     ``tail(decoded)`` is the skeleton the frame must end with, given what the decoder made of it
     (built with ``level_skeleton``; None if a string is not a plain decimal). The level lists
     must be the frame's last fields, so that they are the ones the decoder kept: JSON allows a
-    key twice, and msgspec keeps the last one.
+    key twice, and msgspec keeps the last one. And the decoder must refuse unknown fields: the
+    skeleton keeps no digits, so two frames whose key names differ only in digits ("b1", "b")
+    share one, and with unknown keys ignored the second could hold its bad lists under the names
+    the first proved clean.
     """
 
     __slots__ = ("_limit", "_tail", "good")

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from marketlink.core.book import BookDataError, OrderBook
 from marketlink.core.market import DepthUpdate
 from marketlink.net import jsoncodec
 from marketlink.net.errors import MalformedMessage
@@ -180,3 +181,30 @@ def test_a_field_after_the_levels_costs_speed_not_meaning() -> None:
                                           "b": [["1.00", "2.00"]], "a": [], "x": 1})
     decoded, update = decoded_update(raw)
     assert not isinstance(decoded, DepthFrame) and update.bids == [("1.00", "2.00")]
+
+
+def test_digits_in_key_names_cannot_borrow_a_proved_skeleton() -> None:
+    # Audit G: "b1" and "b" share a skeleton. With unknown fields allowed, a frame whose clean
+    # lists sat under "b"/"a" last proved a skeleton that a frame with the bad lists under
+    # "b"/"a" (and clean ones under "b7"/"a7") would reuse. Unknown fields are refused on the
+    # vouched path, so neither frame is vouched for, and the book refuses the bad one.
+    head = b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC","U":11,"u":11,'
+    first = head + b'"b1":[["10","0e0"]],"a1":[["20","-1"]],"b":[["10","1.0"]],"a":[["20","1.0"]]}}'
+    second = head + b'"b":[["10","0e0"]],"a":[["20","-1"]],"b7":[["10","1.0"]],"a7":[["20","1.0"]]}}'
+    assert first.translate(None, b"0123456789") == second.translate(None, b"0123456789")
+    for raw in (first, second):
+        decoded, update = decoded_update(raw)
+        assert not isinstance(decoded, DepthFrame) and not update.checked
+    book = OrderBook(0, "binance_spot")
+    book.apply_snapshot([["10", "1"]], [["20", "1"]], 10)
+    _, update = decoded_update(second)
+    with pytest.raises(BookDataError):
+        book.apply_diff(update.bids, update.asks, update.first_id, update.final_id, None, update.checked)
+
+
+def test_a_depth_shaped_frame_of_another_event_is_not_vouched_for() -> None:
+    raw = combined("bnbbtc@depth@100ms", {"e": "trade", "E": 1, "s": "BNBBTC", "U": 1, "u": 2,
+                                          "b": [["1.00", "2.00"]], "a": []})
+    assert not isinstance(codec.decode_market(raw), DepthFrame)
+    with pytest.raises(MalformedMessage):
+        codec.parse_market_message(codec.decode_market(raw), SYMBOLS)  # as the checked path says

@@ -11,6 +11,8 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketlink.core import book as book_module
 from marketlink.core.book import (
@@ -238,10 +240,11 @@ def test_a_diff_that_fails_half_way_leaves_no_stray_entries() -> None:
     with pytest.raises(PrecisionError):
         book.apply_diff([["100.50", "1.00"], ["100.00000000", "0.00"], ["100.555", "1.00"]], [], 101, 101)
     assert not book.in_sync
-    # What was stored before the bad price stays (the book is out of sync, waiting for a
-    # snapshot), but only as registered levels, with a live top.
+    # The book is out of sync, waiting for a snapshot. Known prices keep what the diff gave them
+    # (100 deleted); unknown strings are all parsed before any registers, so 100.50 never does;
+    # no stray entry is left, and the top is live.
     assert set(book._bid.sizes) <= set(book._bid.known)
-    assert book.best_bid() == D("100.5") and book.rows(BUY)[0] == (D("100.5"), D("1"))
+    assert book.best_bid() == D("99.5") and book.rows(BUY)[0] == (D("99.5"), D("2"))
     # A level list that breaks dict.update itself half way is cleaned up the same way.
     assert book.apply_snapshot([["1.00", "1"]], [["2.00", "1"]], 300) is R.APPLIED
     with pytest.raises(BookDataError, match="malformed level list"):
@@ -707,3 +710,112 @@ def test_a_short_walk_past_a_few_tombstones_asks_for_nothing() -> None:
     book.apply_diff([["99.50000000", "0"]], [], 101, 101)
     assert [p for p, _ in book.rows(BUY)] == [D("100"), D("99")]
     assert book._bid.compact_at > 0
+
+
+# -- several spellings of one price in one diff (audit G) -----------------------------------------
+
+
+@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize(
+    ("known", "levels", "want"),
+    [
+        (False, [["50.0", "3"], ["50.00", "3"], ["50.0", "0"]], None),  # the last word deletes
+        (True, [["50.0", "3"], ["50.00", "3"], ["50.0", "0"]], None),
+        (True, [["50.0", "2"], ["50.00", "3"], ["50.0", "7"]], D("7")),
+        (False, [["50.0", "0"], ["50.00", "4"]], D("4")),  # a first word of zero, then a level
+        (True, [["50.00000000", "5"], ["50.0", "6"], ["50.00000000", "0"]], None),
+    ],
+)
+def test_the_last_level_of_a_price_wins_whatever_its_spellings(
+    checked: bool, known: bool, levels: list[list[str]], want: D | None
+) -> None:
+    book = OrderBook(2, "binance_spot")
+    asks = [["60.00", "1"]] + ([["50.00000000", "1"]] if known else [])
+    book.apply_snapshot([["10.00", "1"]], asks, 0)
+    assert book.apply_diff([], levels, 1, 1, checked=checked) is R.APPLIED
+    got = dict(book.rows(SELL))
+    assert got.get(D("50")) == want and got[D("60")] == D("1")
+    assert book.best_ask() == (D("50") if want is not None else D("60"))
+
+
+prices3 = st.builds(lambda t, z: f"5{t}." + "0" * z, st.integers(0, 2), st.integers(1, 4))
+sizes3 = st.sampled_from(["0", "0.00", "1", "2.5", "3.000"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    start=st.lists(st.tuples(prices3, sizes3), max_size=4),
+    diffs=st.lists(st.lists(st.tuples(prices3, sizes3), max_size=8), min_size=1, max_size=4),
+    checked=st.booleans(),
+)
+def test_dense_respellings_match_a_dict_model(
+    start: list[tuple[str, str]], diffs: list[list[tuple[str, str]]], checked: bool
+) -> None:
+    # Three prices, each in four spellings, repeated at will: every collision admit must settle.
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([["1.00", "1"]], start, 0)
+    model: dict[D, D] = {}
+
+    def merge(levels: list[tuple[str, str]]) -> None:  # in order: the last word on a price wins
+        for p, q in levels:
+            if D(q):
+                model[D(p)] = D(q)
+            else:
+                model.pop(D(p), None)
+
+    merge(start)
+    assert dict(book.rows(SELL)) == model
+    for n, levels in enumerate(diffs, start=1):
+        assert book.apply_diff([], levels, n, n, checked=checked) is R.APPLIED
+        merge(levels)
+        assert dict(book.rows(SELL)) == model
+        assert book.best_ask() == (min(model) if model else None)
+
+
+def test_a_diff_spelled_unlike_the_book_parses_each_string_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A venue whose stream spells prices unlike its snapshot: every level is another spelling.
+    # Settling them stays linear: each unknown string is parsed once per diff.
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([["1.00", "1"]], [[f"{100 + i}.00000000", "1"] for i in range(500)], 0)
+    calls: list[str] = []
+    parse = book_module._Side.parse_key
+
+    def counted(self: Any, text: str) -> int:
+        calls.append(text)
+        return parse(self, text)
+
+    monkeypatch.setattr(book_module._Side, "parse_key", counted)
+    levels = [[f"{100 + i}.0", "2"] for i in range(500)]
+    assert book.apply_diff([], levels + levels[:10], 1, 1, checked=True) is R.APPLIED
+    assert len(calls) == 500 and book.rows(SELL, 1) == [(D("100"), D("2"))]
+    assert set(book._ask.sizes) == {f"{100 + i}.00000000" for i in range(500)}  # the book's spelling
+
+
+# -- compaction and the horizon (audit G) ----------------------------------------------------------
+
+
+def test_a_top_compacted_away_mid_diff_still_reports_the_horizon(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(book_module, "_COMPACT_SLACK", 4)
+    book = OrderBook(0, "binance_spot")
+    book.apply_snapshot([[str(9000 - i), "1"] for i in range(5)], [["20000", "1"]], 10, depth_limit=5)
+    # Every level inside the cut deleted, and enough new deep levels to compact in admit.
+    levels = [[str(9000 - i), "0"] for i in range(5)] + [[str(5000 - i), "1"] for i in range(30)]
+    assert book.apply_diff(levels, [], 11, 11, checked=True) is R.HORIZON and not book.in_sync
+
+
+def test_a_walk_asks_and_the_next_diff_compacts_even_if_only_a_size_changes() -> None:
+    book = OrderBook(2, "binance_spot")
+    book.apply_snapshot([[f"{i}.00", "1"] for i in range(1, 201)], [["1000.00", "1"]], 0)
+    book.apply_diff([[f"{i}.00", "0"] for i in range(1, 199)], [], 1, 1)
+    assert len(book.rows(BUY)) == 2 and len(book._bid.keys) == 200  # the walk waded through 198
+    book.apply_diff([["200.00", "5"]], [], 2, 2)  # the top only changes size
+    assert book._bid.keys == [19900, 20000] and book.rows(BUY, 1) == [(D("200"), D("5"))]
+
+
+def test_a_walk_request_with_a_cut_snapshot_ends_in_horizon_not_a_blind_book() -> None:
+    book = OrderBook(0, "binance_spot")
+    book.apply_snapshot([[str(1000 - i), "1"] for i in range(100)], [["2000", "1"]], 10, depth_limit=100)
+    book.apply_diff([[str(p), "0"] for p in range(999, 901, -1)], [], 11, 11, checked=True)
+    assert book.price_for_volume(False, D("100")) is None  # walks past 98 tombstones
+    result = book.apply_diff([["1000", "0"], ["901", "0"], ["800", "5"]], [], 12, 12, checked=True)
+    assert result is R.HORIZON and not book.in_sync

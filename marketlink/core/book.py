@@ -29,8 +29,8 @@ a float-keyed one (bench/README.md, depth pipeline).
 A plain list holds the units sorted with the *best level at the end* (asks stored negated):
 depth updates cluster at the top, so inserting a price moves only the few list slots behind it,
 the best level is ``keys[-1]`` (always a live level once a diff is applied), and only a price
-appearing for the first time touches the list. Queries skip tombstones. The best price's
-``Decimal`` is kept until the top changes.
+appearing for the first time touches the list. Queries skip tombstones. Best prices'
+``Decimal``s are remembered per side.
 
 Whether a diff may be applied is decided by a ``SequenceRule`` (``marketlink.core.sequence``).
 A gap or a crossed book sets ``in_sync`` false with a reason; diffs are then refused until a new
@@ -224,7 +224,7 @@ class _Side:
 
     __slots__ = (
         "compact_at", "horizon", "keys", "known", "prices", "scale", "sign", "sizes", "spelling",
-        "top", "top_price", "top_size", "top_text",
+        "top_size", "top_text",
     )
 
     def __init__(self, sign: int, scale: int) -> None:
@@ -236,8 +236,6 @@ class _Side:
         self.keys: list[int] = []
         self.top_text: str | None = None
         self.top_size: str | None = None
-        self.top: int | None = None  # the key whose price top_price holds
-        self.top_price: Decimal | None = None
         self.prices: dict[int, Decimal] = {}  # best prices lately, by key (bounded)
         #: The worst key of a snapshot that was cut at the venue's depth limit: past it, levels
         #: that never changed are unknown, so queries stop there (None: the snapshot was whole).
@@ -404,15 +402,14 @@ class _Side:
         return sum(1 for size in self.sizes.values() if size.lstrip("0."))
 
     def best(self, key: int) -> Decimal:
-        """The price of ``key``, a new best level, kept until the top changes again. The top
-        moves among a few prices near the spread, so their ``Decimal``s are remembered too."""
+        """The price of ``key``, a best level. The top moves among a few prices near the spread,
+        so their ``Decimal``s are remembered (bounded)."""
         prices = self.prices
         price = prices.get(key)
         if price is None:
             if len(prices) >= _PRICES_KEPT:
                 prices.clear()
             price = prices[key] = from_units(self.sign * key, self.scale)
-        self.top, self.top_price = key, price
         return price
 
     def walk(self) -> Iterator[tuple[int, Decimal]]:
@@ -704,7 +701,8 @@ class OrderBook:
         if not keys:
             return None
         key = keys[-1]
-        return side.top_price if key == side.top else side.best(key)
+        price = side.prices.get(key)
+        return price if price is not None else side.best(key)
 
     def best_ask(self) -> Decimal | None:
         side = self._ask
@@ -712,7 +710,8 @@ class OrderBook:
         if not keys:
             return None
         key = keys[-1]
-        return side.top_price if key == side.top else side.best(key)
+        price = side.prices.get(key)
+        return price if price is not None else side.best(key)
 
     def mid(self) -> Decimal | None:
         """Exact midpoint of best bid and ask; ``None`` if either side is empty."""

@@ -67,9 +67,9 @@ def fed(book: OrderBook, update: DepthUpdate) -> DiffResult | str:
         return "refused"
 
 
-def snapshot_book() -> OrderBook:
+def snapshot_book(update_id: int = 100) -> OrderBook:
     book = OrderBook(8, "binance_spot", "BTC-USDT")
-    book.apply_snapshot(SNAPSHOT_BIDS, SNAPSHOT_ASKS, 100)
+    book.apply_snapshot(SNAPSHOT_BIDS, SNAPSHOT_ASKS, update_id)
     return book
 
 
@@ -91,9 +91,7 @@ def test_the_fast_path_changes_speed_never_meaning(diffs: list[tuple[list[tuple[
         assert fast_book.to_dict() == slow_book.to_dict()
         assert (fast_book.best_bid(), fast_book.best_ask()) == (slow_book.best_bid(), slow_book.best_ask())
         if not fast_book.in_sync:  # both refused or crossed: resync both, as the engine would
-            fast_book, slow_book = snapshot_book(), snapshot_book()
-            fast_book.apply_snapshot(SNAPSHOT_BIDS, SNAPSHOT_ASKS, n)
-            slow_book.apply_snapshot(SNAPSHOT_BIDS, SNAPSHOT_ASKS, n)
+            fast_book, slow_book = snapshot_book(n), snapshot_book(n)
 
 
 def test_the_strategy_reaches_both_paths() -> None:

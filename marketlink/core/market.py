@@ -115,6 +115,8 @@ class VenueOrder:
     timestamp: float
     time_in_force: TimeInForce | None = None
     executed_quote: Decimal | None = None
+    #: When the venue created it; ``timestamp`` is its last change (a fill, a cancel).
+    created_at: float | None = None
 
     def as_update(self) -> OrderUpdate:
         return OrderUpdate(
@@ -124,6 +126,7 @@ class VenueOrder:
             client_order_id=self.client_order_id,
             exchange_order_id=self.exchange_order_id,
             cumulative_filled=self.executed,
+            created_at=self.created_at,
         )
 
 

@@ -230,6 +230,9 @@ class OrderUpdate:
     exchange_order_id: str | None = None
     cumulative_filled: Decimal | None = None
     reason: str | None = None
+    #: When the venue created the order, if this message says (a query's creation time, a
+    #: placement's transaction time): the order's funds were locked then, not at ``timestamp``.
+    created_at: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.new_state, OrderState):
@@ -257,6 +260,9 @@ class TradeUpdate:
     fee: TradeFee
     is_taker: bool
     quote_amount: Decimal | None = None
+    #: When the venue created the order, if the fill's message says (Binance's executionReport
+    #: does): a fill can be the first we hear of an order, and its funds were locked then.
+    created_at: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.trade_id, str) or not self.trade_id:
@@ -396,6 +402,13 @@ class InFlightOrder:
         FILLED order at least its amount (FILLED is a claim about the whole order)."""
         venue = self.venue_filled if self.venue_filled is not None else _ZERO
         return max(venue, self.amount) if self.state is OrderState.FILLED else venue
+
+    @property
+    def open_at_venue(self) -> Decimal:
+        """What of the order the venue has not traded, by the fills we hold or by its own word,
+        whichever says more traded: the part whose funds its end unlocks. Fills we never got
+        were still traded, so their funds are spent, not freed."""
+        return max(_ZERO, self.amount - max(self.executed_base, self.fill_target))
 
     @property
     def fill_gap(self) -> Decimal:

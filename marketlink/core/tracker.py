@@ -244,7 +244,7 @@ class OrderTracker:
             )
             return []
         self._index_exchange_id(order)
-        return self._after(order, before, u.timestamp, None)
+        return self._after(order, before, u.timestamp, None, u.created_at)
 
     def process_trade_update(self, t: TradeUpdate) -> list[OrderEvent]:
         order = self._route(t.client_order_id, t.exchange_order_id, t.timestamp)
@@ -285,7 +285,7 @@ class OrderTracker:
             credited.popitem(last=False)
         if late:
             self.counters.late_fill += 1
-        return self._after(order, before, t.timestamp, self._filled_event(order, t, late))
+        return self._after(order, before, t.timestamp, self._filled_event(order, t, late), t.created_at)
 
     def process_order_not_found(self, client_order_id: str, timestamp: float) -> list[OrderEvent]:
         """Count one real "order not found" answer (never a timeout or a server error: those say
@@ -403,11 +403,19 @@ class OrderTracker:
         return by_cid if by_cid is not None else by_xid
 
     def _after(
-        self, order: InFlightOrder, before: _Snapshot, timestamp: float, filled: OrderFilled | None
+        self,
+        order: InFlightOrder,
+        before: _Snapshot,
+        timestamp: float,
+        filled: OrderFilled | None,
+        created_at: float | None = None,
     ) -> list[OrderEvent]:
         events: list[OrderEvent] = []
         if order.acknowledged and not before.acknowledged:
-            events.append(self._created_event(order, timestamp))
+            # Stamped with the venue's creation time when the message gives it: a query or a fill
+            # that first reports an order carries the time of its last change, and balances use
+            # the stamp to tell whether a snapshot already holds the funds the order locked.
+            events.append(self._created_event(order, timestamp if created_at is None else created_at))
         if filled is not None:
             events.append(filled)
         if order.state is not before.state:

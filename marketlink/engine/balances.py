@@ -8,6 +8,12 @@ order on a balance that ignores its own last fill.
 Double counting is avoided by time: each asset remembers the venue timestamp of its last
 authoritative value, and a local adjustment stamped at or before it is already included in it
 and is skipped. (Event timestamps are venue times, the same clock the balance updates carry.)
+
+Losing an adjustment is avoided the same way. A snapshot can be taken at the venue before a fill
+and reach us after it (its answer was slow, the fill came by REST meanwhile): it is newer than
+the last authoritative value but older than the fill, so taking it as it is would undo the
+fill. Each asset therefore keeps the adjustments applied since its last authoritative value,
+with their stamps, and a new value is *rebased*: those stamped after it are applied again on top.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from marketlink.core.market import Balance, BalanceUpdate
 from marketlink.core.pairs import split_pair
 
 _ZERO = Decimal(0)
+_NEVER = float("-inf")
+#: Adjustments an asset keeps for rebasing (snapshots normally clear them within a minute). Past
+#: this, the oldest is dropped and values older than it are refused: they could not be rebased.
+PENDING_KEPT = 4096
 
 
 class Balances:
@@ -29,8 +39,14 @@ class Balances:
         self._total: dict[str, Decimal] = {}
         self._available: dict[str, Decimal] = {}
         self._as_of: dict[str, float] = {}
+        #: Per asset, (stamp, d_total, d_available) of each adjustment since its last authoritative
+        #: value, and the stamp below which a value can no longer be rebased (PENDING_KEPT).
+        self._pending: dict[str, list[tuple[float, Decimal, Decimal]]] = {}
+        self._floor: dict[str, float] = {}
         self._resting: set[str] = set()  # orders whose funds the venue locked (they were created)
         self.snapshots = 0
+        #: Values refused as older than what we hold (a late push, a slow snapshot beyond rebasing).
+        self.stale_refused = 0
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -59,8 +75,17 @@ class Balances:
                 self._set(asset, _ZERO, _ZERO, update.timestamp)
 
     def _set(self, asset: str, total: Decimal, available: Decimal, ts: float) -> None:
-        if ts < self._as_of.get(asset, float("-inf")):
-            return  # an older push arriving late must not undo a newer one
+        if ts < self._as_of.get(asset, _NEVER) or ts < self._floor.get(asset, _NEVER):
+            self.stale_refused += 1  # an older push arriving late must not undo a newer one
+            return
+        pending = self._pending.pop(asset, None)
+        if pending:
+            later = [p for p in pending if p[0] > ts]  # what this value cannot include yet
+            for _, d_total, d_available in later:
+                total += d_total
+                available += d_available
+            if later:
+                self._pending[asset] = later
         self._as_of[asset] = ts
         changed = self._total.get(asset) != total or self._available.get(asset) != available
         self._total[asset] = total
@@ -76,8 +101,13 @@ class Balances:
         self._resting.add(client_order_id)
 
     def adjust(self, asset: str, d_total: Decimal, d_available: Decimal, ts: float) -> None:
-        if ts <= self._as_of.get(asset, float("-inf")) or (not d_total and not d_available):
+        if ts <= self._as_of.get(asset, _NEVER) or (not d_total and not d_available):
             return
+        pending = self._pending.setdefault(asset, [])
+        pending.append((ts, d_total, d_available))
+        if len(pending) > PENDING_KEPT:
+            oldest = min(range(len(pending)), key=lambda i: pending[i][0])
+            self._floor[asset] = max(self._floor.get(asset, _NEVER), pending.pop(oldest)[0])
         total = self._total.get(asset, _ZERO) + d_total
         available = self._available.get(asset, _ZERO) + d_available
         self._total[asset] = total

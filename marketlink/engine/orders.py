@@ -626,8 +626,11 @@ class OrderManager:
 
     def release_held(self, client_order_id: str) -> None:
         """Give up waiting for fills a terminal report promised: its terminal event goes out
-        with ``missing_base`` set."""
-        self._publish(self.ctx.tracker.release(client_order_id, self.ctx.now()))
+        with ``missing_base`` set, stamped when the venue ended the order (what it unlocks was
+        unlocked then, so a snapshot taken since already holds it)."""
+        order = self.ctx.tracker.get(client_order_id)
+        ended = order.last_update_timestamp if order is not None else self.ctx.now()
+        self._publish(self.ctx.tracker.release(client_order_id, ended))
 
     def adopt(self, venue_order: VenueOrder) -> bool:
         """Track an own order found at the venue that we did not know (a lost journal, a crash
@@ -662,7 +665,7 @@ class OrderManager:
             if order is not None:
                 # A failed order was never acknowledged, so nothing of it was ever locked: there is
                 # nothing to unlock (Balances would otherwise release its whole amount).
-                remaining = _ZERO if isinstance(event, OrderFailed) else order.remaining
+                remaining = _ZERO if isinstance(event, OrderFailed) else order.open_at_venue
                 ctx.balances.on_order_event(event, order.price, remaining)
             ctx.bus.publish(event)
             if isinstance(event, OrderCreated | TerminalOrderEvent):

@@ -304,6 +304,10 @@ class Reconciler:
                             ctx.venue.name, cid, order.fill_gap)
                 self._fill_tries.pop(cid, None)
                 self._orders.release_held(cid)
+                # The fills we never got moved the order's assets at the venue, and no event of
+                # ours will: only a snapshot brings the balances back to the truth.
+                if not await self._refresh_balances():
+                    self._balances_owed = True
         else:
             self._fill_tries.pop(cid, None)
         return True

@@ -366,6 +366,13 @@ class World:
     def now_ms(self) -> int:
         return self.sb.context.clock.now_ms()
 
+    async def venue_clock_past(self, ms: int) -> None:
+        """Return once the venue's clock reads later than ``ms``: what the venue does next is
+        stamped after what it did by then (its stamps are whole milliseconds)."""
+        async with asyncio.timeout(WAIT):
+            while self.now_ms() <= ms:
+                await asyncio.sleep(0.001)  # a clock, not an event: polled, and bounded above
+
     # -- the other side of the market ---------------------------------------------------------
 
     def taker(self, side: str, qty: str, price: str) -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from harness import PAIR, D, Lab, World
 
 from marketlink.core.enums import OrderType
-from marketlink.core.events import BalanceUpdated
+from marketlink.core.events import BalanceUpdated, OrderCompleted, OrderCreated, OrderFilled, OrderUnknown
 from marketlink.sandbox.faults import StreamKind
+
+#: The connector does nothing on its own in these scenarios: each step is the test's, in order.
+IDLE = {"reconcile_fast": 3600.0, "reconcile_slow": 3600.0, "settle_unknown_after": 3600.0,
+        "balance_snapshot_every": 3600.0}
 
 
 def _updated(world: World, asset: str, total: Decimal) -> bool:
@@ -45,3 +50,74 @@ async def test_balances_are_corrected_by_snapshot_when_the_stream_does_not_tell(
     assert world.now_ms() < stalled_until  # the stream never told
     assert world.conn.available_balance("USDT") == usdt + D("1234.56")
     assert world.balances_match()
+
+
+async def test_an_order_first_seen_by_query_locks_its_funds_once(lab: Lab) -> None:
+    """The placement's answer is lost and the stream is stalled. A snapshot taken after the venue
+    locked the order's funds already holds the lock; the query that settles the order comes after
+    a fill and carries the fill's time, yet the lock is the order's creation, not the fill's."""
+    world = await lab.world(request_timeout=0.5, **IDLE)
+    conn, rec = world.conn, world.rec
+    world.sb.faults.stall_streams(world.now_ms() + 60_000, StreamKind.USER)
+    world.sb.faults.lose_order_responses(1)
+    cid = conn.buy(PAIR, D("0.02"), OrderType.LIMIT, D("50000"))
+    await rec.until(lambda: bool(rec.of(OrderUnknown, cid)))
+    await conn.refresh_balances()  # the venue's word: 1000 USDT locked
+    assert world.balances_match()
+    await world.venue_clock_past(world.now_ms())
+    world.taker("SELL", "0.005", "50000")
+    assert await conn.reconciler.run_once()  # the query settles it: OPEN, part filled
+    assert rec.kinds(cid) == ["OrderUnknown", "OrderCreated", "OrderFilled"]
+    assert world.balances_match()
+    usdt = conn.balances()["USDT"]
+    assert usdt.total - usdt.available == D("750")  # what is still locked: 0.015 at 50000
+    [created], [filled] = rec.of(OrderCreated, cid), rec.of(OrderFilled, cid)
+    assert created.timestamp < filled.timestamp  # stamped when the venue made it
+
+
+async def test_a_snapshot_older_than_a_fill_does_not_undo_it(lab: Lab) -> None:
+    """A snapshot taken at the venue before a fill, whose answer lands after the fill was
+    recovered by REST: the fill stays counted (balances are rebased, not rolled back)."""
+    world = await lab.world(**IDLE)
+    conn, rec = world.conn, world.rec
+    ctx = conn.ctx
+    cid = conn.buy(PAIR, D("0.02"), OrderType.LIMIT, D("50000"))
+    await world.created(cid)
+    await rec.until(world.balances_match)
+    world.sb.faults.stall_streams(world.now_ms() + 60_000, StreamKind.USER)
+    slow_answer = await ctx.http.request(ctx.codec.balances_request())  # taken now, read later
+    await world.venue_clock_past(world.now_ms())
+    world.taker("SELL", "0.02", "50000")
+    assert await conn.reconciler.run_once()  # status and fills by REST
+    await world.ended(cid)
+    assert world.balances_match()
+    ctx.balances.apply(ctx.codec.parse_balances(slow_answer))  # ... and now its answer lands
+    assert world.balances_match()
+    assert conn.total_balance("BTC") == world.sb.ground_truth().balances["demo"]["BTC"].total
+
+
+async def test_fills_given_up_on_do_not_unlock_funds_the_venue_spent(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order the venue reports FILLED whose fills never come (the trade history lags): its
+    end unlocks nothing, since the venue traded all of it, and a snapshot is taken at once to
+    bring in what the missing fills moved."""
+    world = await lab.world(**IDLE)
+    conn, rec = world.conn, world.rec
+    cid = conn.buy(PAIR, D("0.02"), OrderType.LIMIT, D("50000"))
+    await world.created(cid)
+    await rec.until(world.balances_match)
+    monkeypatch.setattr(conn.ctx.codec, "parse_trades", lambda payload, symbols: [])
+    world.sb.faults.stall_streams(world.now_ms() + 60_000, StreamKind.USER)
+    world.taker("SELL", "0.02", "50000")
+    snapshots = conn.ctx.balances.snapshots
+    for _ in range(10):  # each pass fetches the history once more; bounded
+        assert await conn.reconciler.run_once()
+        if rec.of(OrderCompleted, cid):
+            break
+    done = await world.ended(cid)
+    assert isinstance(done, OrderCompleted) and done.missing_base == D("0.02")
+    usdt = conn.balances()["USDT"]
+    assert usdt.available <= usdt.total
+    assert world.balances_match()
+    assert conn.ctx.balances.snapshots == snapshots + 1  # taken on release

@@ -18,6 +18,7 @@ from marketlink.core.events import (
 )
 from marketlink.core.fees import FeeKind, TokenAmount, TradeFee
 from marketlink.core.market import Balance, BalanceUpdate
+from marketlink.engine import balances as balances_module
 from marketlink.engine.balances import Balances
 from marketlink.engine.status import StatusBoard
 from marketlink.engine.supervisor import Supervisor
@@ -208,3 +209,37 @@ def test_adjustments_already_included_in_a_snapshot_are_skipped() -> None:
     # The fill (stamped 102) happened before the venue's snapshot (150): already counted there.
     b.on_order_event(_order_event(OrderFilled, 102.0), D("100"), D(0))  # type: ignore[arg-type]
     assert b.total("USDT") == D("991") and b.total("BTC") == D("1.0999")
+
+
+def test_a_snapshot_older_than_local_adjustments_is_rebased_onto_them() -> None:
+    """Taken at the venue at 101.5 (after the lock, before the fill), read after the fill: the
+    fill (102) is applied again on top of it, the lock (101) is not (the snapshot holds it)."""
+    b, seen = _balances()
+    b.on_order_event(_order_event(OrderCreated, 101.0), D("100"), D("0.1"))  # type: ignore[arg-type]
+    b.on_order_event(_order_event(OrderFilled, 102.0), D("100"), D(0))  # type: ignore[arg-type]
+    assert (b.total("USDT"), b.available("USDT")) == (D("991"), D("991"))
+    b.apply(BalanceUpdate(
+        (Balance("USDT", D("1000"), D("990")), Balance("BTC", D("1"), D("1"))), timestamp=101.5
+    ))
+    assert (b.total("USDT"), b.available("USDT")) == (D("991"), D("991"))
+    assert (b.total("BTC"), b.available("BTC")) == (D("1.0999"), D("1.0999"))
+    assert not [e for e in seen if e.timestamp == 101.5]  # nothing moved
+    # A later value holds the fill itself: nothing is applied twice, and nothing is kept.
+    b.apply(BalanceUpdate((Balance("USDT", D("991"), D("991")),), timestamp=103.0))
+    assert b.total("USDT") == D("991")
+    b.apply(BalanceUpdate((Balance("USDT", D("991"), D("991")),), timestamp=102.5))
+    assert b.total("USDT") == D("991") and b.stale_refused == 1
+
+
+def test_adjustments_kept_for_rebasing_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound the oldest adjustment is dropped, and a value older than it is refused
+    rather than rebased without it; one at or after it is still taken."""
+    monkeypatch.setattr(balances_module, "PENDING_KEPT", 2)
+    b, _ = _balances()
+    for ts in (110.0, 120.0, 130.0):
+        b.adjust("USDT", D("1"), D("1"), ts)
+    assert b.total("USDT") == D("1003")
+    b.apply(BalanceUpdate((Balance("USDT", D("1000"), D("1000")),), timestamp=105.0))  # needs 110
+    assert b.total("USDT") == D("1003") and b.stale_refused == 1
+    b.apply(BalanceUpdate((Balance("USDT", D("1001"), D("1001")),), timestamp=110.0))  # holds 110
+    assert b.total("USDT") == D("1003") and b.available("USDT") == D("1003")

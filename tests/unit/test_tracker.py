@@ -72,6 +72,44 @@ def tracker() -> OrderTracker:
 # -- the happy path -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("first", ["status", "fill"])
+def test_created_is_stamped_when_the_venue_made_the_order_if_the_message_says(
+    tracker: OrderTracker, first: str
+) -> None:
+    """A query or a fill can be the first we hear of an order, carrying the time of its last
+    change (5.0); balances read the Created stamp as when the order's funds were locked (1.5)."""
+    if first == "status":
+        events = tracker.process_order_update(upd(S.PARTIALLY_FILLED, ts=5.0, exchange_order_id="x1",
+                                                  created_at=1.5))
+    else:
+        events = tracker.process_trade_update(fill("t1", "0.4", ts=5.0, xid="x1", created_at=1.5))
+    assert kinds(events)[0] is OrderCreated and events[0].timestamp == 1.5
+    t2 = OrderTracker()
+    t2.start_tracking(new_order())
+    [created] = t2.process_order_update(upd(S.OPEN, ts=5.0, exchange_order_id="x1"))
+    assert created.timestamp == 5.0  # nothing said: the message's own time
+
+
+@pytest.mark.parametrize(
+    ("state", "venue_filled", "ours", "open_left"),
+    [
+        (S.CANCELED, "0.3", "0.3", "0.7"),  # cancelled after a partial fill
+        (S.CANCELED, "0.3", "0", "0.7"),  # ... whose fill we never got: the venue traded it
+        (S.FILLED, "1", "0.4", "0"),  # filled, fills missing: nothing of it is still open
+        (S.CANCELED, "0", "0", "1"),
+    ],
+)
+def test_what_is_open_at_the_venue_counts_fills_we_never_got(
+    state: OrderState, venue_filled: str, ours: str, open_left: str
+) -> None:
+    order = new_order()
+    order.apply_update(upd(S.OPEN, exchange_order_id="x1"))
+    if D(ours):
+        order.apply_trade(fill("t1", ours, xid="x1"))
+    order.apply_update(upd(state, ts=4.0, exchange_order_id="x1", cumulative_filled=D(venue_filled)))
+    assert order.open_at_venue == D(open_left)
+
+
 def test_created_filled_completed_routed_by_exchange_id(tracker: OrderTracker) -> None:
     assert kinds(tracker.process_order_update(upd(S.OPEN, exchange_order_id="x1"))) == [OrderCreated]
     assert tracker.get_by_exchange_id("x1") is tracker.get("c1")

@@ -342,6 +342,7 @@ def _venue_order(o: s.Order, symbols: Mapping[str, str]) -> VenueOrder:
         timestamp=_seconds(when),
         time_in_force=TIME_IN_FORCE.get(o.timeInForce),
         executed_quote=_dec(o.cummulativeQuoteQty, "cummulativeQuoteQty"),
+        created_at=None if o.time is None else _seconds(o.time),
     )
 
 
@@ -540,6 +541,7 @@ class BinanceSpotCodec:
             update = OrderUpdate(
                 order.trading_pair, when, _lookup(ORDER_STATUS, o.status, "status"),
                 o.clientOrderId, str(o.orderId), _dec(o.executedQty, "executedQty"),
+                created_at=when,  # the placement's transaction is the order's creation
             )
             trades = tuple(TradeUpdate(
                 trade_id=str(f.tradeId), client_order_id=o.clientOrderId, exchange_order_id=str(o.orderId),
@@ -690,18 +692,19 @@ class BinanceSpotCodec:
         client = r.C if r.x == "CANCELED" and r.C else r.c
         side = _lookup(SIDES, r.S, "S")  # checked on every report: a garbled one is not trusted
         out: list[OrderUpdate | TradeUpdate | BalanceUpdate] = []
+        created = None if r.O is None else _seconds(r.O)
         if r.x == "TRADE":
             with _core("executionReport"):
                 out.append(TradeUpdate(
                     trade_id=str(r.t), client_order_id=client, exchange_order_id=str(r.i), trading_pair=pair,
                     timestamp=_seconds(r.T), price=_dec(r.L, "L"), amount=_dec(r.last_qty, "l"),
                     is_taker=not r.m, quote_amount=None if r.Y is None else _dec(r.Y, "Y"),
-                    fee=_fee(r.N, _dec(r.n, "n"), pair, side),
+                    fee=_fee(r.N, _dec(r.n, "n"), pair, side), created_at=created,
                 ))
         with _core("executionReport"):
             out.append(OrderUpdate(
                 pair, _seconds(r.T), _lookup(ORDER_STATUS, r.X, "X"), client, str(r.i), _dec(r.z, "z"),
-                reason=None if r.r == "NONE" else r.r,
+                reason=None if r.r == "NONE" else r.r, created_at=created,
             ))
         return out
 

@@ -139,6 +139,7 @@ class Order(msgspec.Struct, frozen=True):  # order placement (RESULT/FULL), canc
     origClientOrderId: str | None = None  # cancel only: the canceled order's id
     transactTime: Millis | None = None  # placement, cancel
     updateTime: Millis | None = None  # query, open orders
+    time: Millis | None = None  # query, open orders: when the order was created
     fills: list[Fill] = []
 
 
@@ -182,6 +183,7 @@ class ExecutionReport(msgspec.Struct, frozen=True):  # user stream
     T: Millis  # transaction time
     t: int  # trade id (-1 when not a trade)
     m: bool  # this fill was the maker side
+    O: Millis | None = None  # noqa: E741 - Binance's name: when the order was created
     C: str | None = None  # original client order id: the order a cancel canceled ("" otherwise)
     N: str | None = None  # commission asset (null without a fill)
     Y: str | None = None  # last quote quantity

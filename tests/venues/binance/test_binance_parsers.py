@@ -93,6 +93,7 @@ LTC_ORDER = VenueOrder(
     1499827319.559,
     TimeInForce.GTC,
     D("0.0"),
+    created_at=1499827319.559,  # "time"; the docs' sample never changed, so updateTime is the same
 )
 
 PARSERS: list[tuple[str, Callable[[Any], Any], Any]] = [
@@ -111,8 +112,9 @@ PARSERS: list[tuple[str, Callable[[Any], Any], Any]] = [
         "rest_post_api_v3_order_full.json",
         lambda p: codec.parse_place_order(p, inflight("BTC-USDT", Side.SELL)),
         PlaceResult(
-            OrderUpdate(
-                "BTC-USDT", 1507725176.595, OrderState.FILLED, "6gCrw2kRUAF9CvJDGP16IP", "28", D("10")
+            OrderUpdate(  # the placement's transaction time is the order's creation
+                "BTC-USDT", 1507725176.595, OrderState.FILLED, "6gCrw2kRUAF9CvJDGP16IP", "28", D("10"),
+                created_at=1507725176.595,
             ),
             (
                 usdt_fill(56, "4000.00000000", "1.00000000", "4.00000000"),
@@ -127,8 +129,9 @@ PARSERS: list[tuple[str, Callable[[Any], Any], Any]] = [
         "rest_post_api_v3_order_result.json",
         lambda p: codec.parse_place_order(p, inflight("BTC-USDT", Side.SELL)),
         PlaceResult(
-            OrderUpdate(
-                "BTC-USDT", 1507725176.595, OrderState.FILLED, "6gCrw2kRUAF9CvJDGP16IP", "28", D("10")
+            OrderUpdate(  # the placement's transaction time is the order's creation
+                "BTC-USDT", 1507725176.595, OrderState.FILLED, "6gCrw2kRUAF9CvJDGP16IP", "28", D("10"),
+                created_at=1507725176.595,
             ),
         ),
     ),
@@ -193,7 +196,8 @@ PARSERS: list[tuple[str, Callable[[Any], Any], Any]] = [
         lambda p: codec.parse_user_message(p, SYMBOLS),
         [
             OrderUpdate(
-                "ETH-BTC", 1499405658.657, OrderState.OPEN, "mUvoqJxFIILMdfAW5iGSOW", "4293153", D("0")
+                "ETH-BTC", 1499405658.657, OrderState.OPEN, "mUvoqJxFIILMdfAW5iGSOW", "4293153", D("0"),
+                created_at=1499405658.657,
             )
         ],
     ),
@@ -212,6 +216,7 @@ PARSERS: list[tuple[str, Callable[[Any], Any], Any]] = [
                 TradeFee(FeeKind.DEDUCTED_FROM_RETURNS, flat_fees=(TokenAmount("ETH", D("0.0004")),)),
                 False,
                 D("0.04105764"),
+                created_at=1499405658.657,  # "O": the fill carries its order's creation time
             ),
             OrderUpdate(
                 "ETH-BTC",
@@ -220,6 +225,7 @@ PARSERS: list[tuple[str, Callable[[Any], Any], Any]] = [
                 "mUvoqJxFIILMdfAW5iGSOW",
                 "4293153",
                 D("0.4"),
+                created_at=1499405658.657,
             ),
         ],
     ),
@@ -228,7 +234,8 @@ PARSERS: list[tuple[str, Callable[[Any], Any], Any]] = [
         lambda p: codec.parse_user_message(p, SYMBOLS),
         [
             OrderUpdate(
-                "ETH-BTC", 1499405658.799, OrderState.CANCELED, "mUvoqJxFIILMdfAW5iGSOW", "4293153", D("0.4")
+                "ETH-BTC", 1499405658.799, OrderState.CANCELED, "mUvoqJxFIILMdfAW5iGSOW", "4293153", D("0.4"),
+                created_at=1499405658.657,
             )
         ],
     ),

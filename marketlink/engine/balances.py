@@ -43,6 +43,13 @@ class Balances:
         #: value, and the stamp below which a value can no longer be rebased (PENDING_KEPT).
         self._pending: dict[str, list[tuple[float, Decimal, Decimal]]] = {}
         self._floor: dict[str, float] = {}
+        #: The stamp of the latest complete snapshot: it speaks for every asset, those it leaves
+        #: out (zero) included, even one we have never held.
+        self._complete_as_of = _NEVER
+        #: Per asset, the stamp of the newest change our value holds. What we publish carries it,
+        #: so an asset's updates stay in time order even when events reach us out of it (the
+        #: journal keeps each asset's latest balance by stamp).
+        self._stamp: dict[str, float] = {}
         self._resting: set[str] = set()  # orders whose funds the venue locked (they were created)
         self.snapshots = 0
         #: Values refused as older than what we hold (a late push, a slow snapshot beyond rebasing).
@@ -73,25 +80,36 @@ class Balances:
             self.snapshots += 1
             for asset in [a for a in self._total if a not in seen]:
                 self._set(asset, _ZERO, _ZERO, update.timestamp)
+            self._complete_as_of = max(self._complete_as_of, update.timestamp)
+
+    def _included_until(self, asset: str) -> float:
+        """The stamp up to which the venue's word on ``asset`` includes everything: its own last
+        value, or for an asset never given one, the last complete snapshot (which left it out:
+        zero, with every earlier event included)."""
+        as_of = self._as_of.get(asset)
+        return self._complete_as_of if as_of is None else as_of
 
     def _set(self, asset: str, total: Decimal, available: Decimal, ts: float) -> None:
-        if ts < self._as_of.get(asset, _NEVER) or ts < self._floor.get(asset, _NEVER):
+        if ts < self._included_until(asset) or ts < self._floor.get(asset, _NEVER):
             self.stale_refused += 1  # an older push arriving late must not undo a newer one
             return
         pending = self._pending.pop(asset, None)
+        stamp = max(ts, self._stamp.get(asset, _NEVER))
         if pending:
             later = [p for p in pending if p[0] > ts]  # what this value cannot include yet
-            for _, d_total, d_available in later:
+            for at, d_total, d_available in later:
                 total += d_total
                 available += d_available
+                stamp = max(stamp, at)
             if later:
                 self._pending[asset] = later
         self._as_of[asset] = ts
+        self._stamp[asset] = stamp
         changed = self._total.get(asset) != total or self._available.get(asset) != available
         self._total[asset] = total
         self._available[asset] = available
         if changed:
-            self._publish(BalanceUpdated(timestamp=ts, asset=asset, total=total, available=available))
+            self._publish(BalanceUpdated(timestamp=stamp, asset=asset, total=total, available=available))
 
     # -- local accounting between snapshots -------------------------------------------------------
 
@@ -101,7 +119,7 @@ class Balances:
         self._resting.add(client_order_id)
 
     def adjust(self, asset: str, d_total: Decimal, d_available: Decimal, ts: float) -> None:
-        if ts <= self._as_of.get(asset, _NEVER) or (not d_total and not d_available):
+        if ts <= self._included_until(asset) or (not d_total and not d_available):
             return
         pending = self._pending.setdefault(asset, [])
         pending.append((ts, d_total, d_available))
@@ -112,7 +130,8 @@ class Balances:
         available = self._available.get(asset, _ZERO) + d_available
         self._total[asset] = total
         self._available[asset] = available
-        self._publish(BalanceUpdated(timestamp=ts, asset=asset, total=total, available=available))
+        stamp = self._stamp[asset] = max(ts, self._stamp.get(asset, _NEVER))
+        self._publish(BalanceUpdated(timestamp=stamp, asset=asset, total=total, available=available))
 
     def on_order_event(self, event: OrderEvent, order_price: Decimal | None, remaining: Decimal) -> None:
         """Move balances for one order event of a spot order.

@@ -243,3 +243,27 @@ def test_adjustments_kept_for_rebasing_are_bounded(monkeypatch: pytest.MonkeyPat
     assert b.total("USDT") == D("1003") and b.stale_refused == 1
     b.apply(BalanceUpdate((Balance("USDT", D("1001"), D("1001")),), timestamp=110.0))  # holds 110
     assert b.total("USDT") == D("1003") and b.available("USDT") == D("1003")
+
+
+def test_a_rebased_value_is_published_with_the_stamp_of_its_newest_change() -> None:
+    """The journal keeps each asset's latest balance by stamp: a value rebased onto a fill (102)
+    holds that fill, so it must not be stamped older (101.5) than the fill's own update."""
+    b, seen = _balances()
+    b.on_order_event(_order_event(OrderCreated, 101.0), D("100"), D("0.1"))  # type: ignore[arg-type]
+    b.on_order_event(_order_event(OrderFilled, 102.0), D("100"), D(0))  # type: ignore[arg-type]
+    # Taken after the lock and a deposit of 5 we never heard of, before the fill:
+    b.apply(BalanceUpdate((Balance("USDT", D("1005"), D("995")),), timestamp=101.5))
+    assert (b.total("USDT"), b.available("USDT")) == (D("996"), D("996"))
+    usdt = [e for e in seen if e.asset == "USDT"]
+    assert (usdt[-1].total, usdt[-1].timestamp) == (D("996"), 102.0)
+    assert [e.timestamp for e in usdt] == sorted(e.timestamp for e in usdt)
+
+
+def test_updates_of_an_asset_are_published_in_time_order_when_events_are_not() -> None:
+    """Two orders' fills reach us out of venue order (106, then 105): the second update holds
+    both, so it is stamped 106 too, never older than what it follows."""
+    b, seen = _balances()
+    b.on_order_event(_order_event(OrderFilled, 106.0, client_order_id="a"), D("100"), D(0))  # type: ignore[arg-type]
+    b.on_order_event(_order_event(OrderFilled, 105.0, client_order_id="b"), D("100"), D(0))  # type: ignore[arg-type]
+    usdt = [e for e in seen if e.asset == "USDT" and e.timestamp > 100.0]
+    assert [(e.total, e.timestamp) for e in usdt] == [(D("991"), 106.0), (D("982"), 106.0)]

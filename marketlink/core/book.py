@@ -769,6 +769,14 @@ class OrderBook:
                 return from_units(price, self.price_scale)
         return None
 
+    def deepest_price(self, is_buy: bool) -> Decimal | None:
+        """The farthest known level a taker sweeping the side reaches (the highest ask for a
+        buy, the lowest bid for a sell; at most the snapshot's horizon); ``None`` if empty."""
+        last = None
+        for price, _ in self._walk(is_buy):
+            last = price
+        return None if last is None else from_units(last, self.price_scale)
+
     def price_for_quote_volume(self, is_buy: bool, quote_volume: Decimal) -> Decimal | None:
         """Like ``price_for_volume`` with the amount in quote currency (price × size)."""
         target = _EXACT.scaleb(_positive(quote_volume, "quote volume"), self.price_scale)

@@ -401,6 +401,11 @@ class SpotConnector:
     def total_balance(self, asset: str) -> Decimal:
         return self.ctx.balances.total(asset)
 
+    def spendable_balance(self, asset: str) -> Decimal:
+        """``available_balance`` less what this connector's orders in flight (sent, not yet
+        locked at the venue) will consume: what the budget check lets a new order use."""
+        return self.orders.spendable(asset)
+
     def in_flight_orders(self) -> dict[str, InFlightOrder]:
         """Every order not ended, LOST ones included: a lost order may still rest and fill."""
         tracker = self.ctx.tracker

@@ -234,13 +234,29 @@ class OrderManager:
         self, pair: str, side: Side, amount: Decimal, given: Decimal | None
     ) -> Decimal | None:
         """What a market order is judged at: the worst price its volume reaches in the book (a
-        mid would let a buy overspend), else the price the caller gave as a reference."""
+        mid would let a buy overspend), else the price the caller gave as a reference.
+
+        A book thinner than the order is swept whole (the venue fills what is there and expires
+        the rest), so the deepest level is reached: a buy is judged at the dearer of it and the
+        caller's price, a sell at the cheaper (judging at the caller's price alone let a buy
+        through that the venue refused for funds)."""
         book = self.ctx.books.get(pair)
         if book is not None and book.in_sync and amount > 0:
-            worst = book.price_for_volume(side is Side.BUY, amount)
+            is_buy = side is Side.BUY
+            worst = book.price_for_volume(is_buy, amount)
             if worst is not None:
                 return worst
+            deepest = book.deepest_price(is_buy)
+            if deepest is not None:
+                if given is None:
+                    return deepest
+                return max(deepest, given) if is_buy else min(deepest, given)
         return given
+
+    def spendable(self, asset: str) -> Decimal:
+        """The available balance less what our orders in flight will consume: what a new order
+        may use (the budget check's own figure)."""
+        return self.ctx.balances.available(asset) - self._locked.get(asset, _ZERO)
 
     def _pre_trade(
         self, order: InFlightOrder, rule: TradingRule, amount: Decimal, reference: Decimal | None
@@ -668,8 +684,15 @@ class OrderManager:
                 remaining = _ZERO if isinstance(event, OrderFailed) else order.open_at_venue
                 ctx.balances.on_order_event(event, order.price, remaining)
             ctx.bus.publish(event)
-            if isinstance(event, OrderCreated | TerminalOrderEvent):
-                self._release(cid)  # now in the venue's locked balance, or gone
+            if isinstance(event, TerminalOrderEvent) or (
+                isinstance(event, OrderCreated) and event.order_type is not OrderType.MARKET
+                and event.price is not None
+            ):
+                # Now in the venue's locked balance, or gone. An order that never rests (market)
+                # locks nothing at the venue: it holds its reservation until it ends, or between
+                # its Created and its fills (a query may report it before the trade history
+                # does) it would count nowhere.
+                self._release(cid)
             if isinstance(event, TerminalOrderEvent):
                 for fut in self._terminal.pop(cid, ()):
                     if not fut.done():

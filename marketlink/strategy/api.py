@@ -87,6 +87,8 @@ class MarketConnector(Protocol):
 
     def available_balance(self, asset: str) -> Decimal: ...
 
+    def spendable_balance(self, asset: str) -> Decimal: ...
+
     def total_balance(self, asset: str) -> Decimal: ...
 
     def in_flight_orders(self) -> dict[str, InFlightOrder]: ...
@@ -295,7 +297,8 @@ class StrategyContext:
         cannot fit at all, or break a rule, are dropped, logged and counted (``budget_drops``)."""
         conn = self.connector(name)
         tokens = {t for c in candidates for t in c.trading_pair.split("-")}
-        available = {t: conn.available_balance(t) for t in tokens}
+        # Spendable, not available: orders of ours still in flight will take their share.
+        available = {t: conn.spendable_balance(t) for t in tokens}
         rules = {c.trading_pair: conn.trading_rule(c.trading_pair) for c in candidates}
         kept: list[OrderCandidate] = []
         results = self._checkers[name].adjust_many(candidates, available, rules=rules)

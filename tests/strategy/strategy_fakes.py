@@ -126,6 +126,9 @@ class FakeConnector:
     def available_balance(self, asset: str) -> Decimal:
         return self.totals.get(asset, D(0)) - self._locked(asset)
 
+    def spendable_balance(self, asset: str) -> Decimal:
+        return self.available_balance(asset)  # its orders lock at once: nothing is ever in flight
+
     def total_balance(self, asset: str) -> Decimal:
         return self.totals.get(asset, D(0))
 

@@ -8,7 +8,14 @@ import pytest
 from harness import PAIR, D, Lab, World
 
 from marketlink.core.enums import OrderType
-from marketlink.core.events import BalanceUpdated, OrderCompleted, OrderCreated, OrderFilled, OrderUnknown
+from marketlink.core.events import (
+    BalanceUpdated,
+    OrderCompleted,
+    OrderCreated,
+    OrderFailed,
+    OrderFilled,
+    OrderUnknown,
+)
 from marketlink.sandbox.faults import StreamKind
 
 #: The connector does nothing on its own in these scenarios: each step is the test's, in order.
@@ -121,3 +128,36 @@ async def test_fills_given_up_on_do_not_unlock_funds_the_venue_spent(
     assert usdt.available <= usdt.total
     assert world.balances_match()
     assert conn.ctx.balances.snapshots == snapshots + 1  # taken on release
+
+
+async def test_a_market_order_settled_by_query_keeps_its_funds_until_its_fills_come(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A market buy whose answer is lost, settled by the status query while its trades are not
+    yet in the history: it never rests, so nothing holds its funds at the venue; the connector
+    keeps them reserved until its fills land, and a buy the venue could not fund is not sent."""
+    world = await lab.world(request_timeout=0.5, **IDLE)
+    conn, rec = world.conn, world.rec
+    held = world.sb.ground_truth().balances["demo"]["USDT"].free
+    world.deposit("USDT", str(D("1000") - held))
+    await rec.until(world.balances_match)
+    world.maker("SELL", "0.02", "50000")
+    await world.book_caught_up()
+    world.sb.faults.stall_streams(world.now_ms() + 60_000, StreamKind.USER)
+    world.sb.faults.lose_order_responses(1)
+    cid = conn.buy(PAIR, D("0.019"), OrderType.MARKET)  # 950 USDT at the venue
+    await rec.until(lambda: bool(rec.of(OrderUnknown, cid)))
+    parse_trades = conn.ctx.codec.parse_trades
+    monkeypatch.setattr(conn.ctx.codec, "parse_trades", lambda payload, symbols: [])
+    assert await conn.reconciler.run_once()  # the query: FILLED; the history: nothing yet
+    assert rec.kinds(cid) == ["OrderUnknown", "OrderCreated"]
+    assert conn.spendable_balance("USDT") == D("50")  # the venue's free USDT
+    other = conn.buy(PAIR, D("0.002"), OrderType.LIMIT, D("50000"))  # 100 USDT
+    failed = await world.ended(other)
+    assert isinstance(failed, OrderFailed) and (failed.reason or "").startswith("budget:")
+    assert world.placements_received(other) == 0
+    monkeypatch.setattr(conn.ctx.codec, "parse_trades", parse_trades)
+    assert await conn.reconciler.run_once()
+    assert isinstance(await world.ended(cid), OrderCompleted)
+    assert world.balances_match()
+    assert conn.spendable_balance("USDT") == conn.available_balance("USDT") == D("50")

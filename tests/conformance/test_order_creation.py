@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from harness import PAIR, D, Lab, World
 
+from marketlink.core.budget import OrderCandidate
 from marketlink.core.enums import OrderType, Side, TimeInForce
 from marketlink.core.events import OrderCreated, OrderFailed, OrderUnknown
 from marketlink.core.orders import OrderState
 from marketlink.sandbox.faults import StreamKind
+from marketlink.strategy.api import StrategyContext
 
 
 async def test_limit_buy_and_sell_reach_the_venue_as_asked_and_are_created(world: World) -> None:
@@ -110,3 +112,61 @@ async def test_a_placement_without_answer_that_never_reached_the_venue_settles_f
     assert world.sb.faults.fired.get("rest_timeout") == 1
     assert not rec.of(OrderCreated, cid)
     await rec.until(world.balances_match)
+
+
+async def _hold_usdt(world: World, amount: str) -> None:
+    """Bring our USDT at the venue to exactly ``amount`` and wait for the connector to know."""
+    held = world.sb.ground_truth().balances["demo"]["USDT"].free
+    world.deposit("USDT", str(D(amount) - held))
+    await world.rec.until(world.balances_match)
+
+
+async def test_a_market_order_larger_than_the_book_is_costed_at_its_deepest_level(world: World) -> None:
+    """The venue fills what the book holds and expires the rest, so such an order is sent
+    (judged at the farthest level it reaches), and a caller's price cheaper than that level
+    does not make an order the venue will refuse look affordable."""
+    conn, rec = world.conn, world.rec
+    await _hold_usdt(world, "10000")
+    world.maker("SELL", "0.01", "50000")
+    await world.book_caught_up()
+    swept = conn.buy(PAIR, D("0.03"), OrderType.MARKET)  # no price: the book's own reach
+    await world.ended(swept)
+    assert world.placements_received(swept) == 1
+    assert world.venue_order(swept).executed_qty == D("0.01")
+    await rec.until(world.balances_match)
+    # The bid side, for a sell: 0.01 at 40000 in the book, 0.05 asked.
+    world.maker("BUY", "0.01", "40000")
+    await world.book_caught_up()
+    sold = conn.sell(PAIR, D("0.05"), OrderType.MARKET)
+    await world.ended(sold)
+    assert world.placements_received(sold) == 1
+    await rec.until(world.balances_match)
+    # 0.02 in the book (50000, 70000), 0.021 asked at a reference of 50000: 1470 at worst.
+    await _hold_usdt(world, "1150")
+    world.maker("SELL", "0.01", "50000")
+    world.maker("SELL", "0.01", "70000")
+    await world.book_caught_up()
+    dear = conn.buy(PAIR, D("0.021"), OrderType.MARKET, D("50000"))
+    failed = await world.ended(dear)
+    assert isinstance(failed, OrderFailed) and failed.reason is not None
+    assert failed.reason.startswith("budget: insufficient USDT") and "1470" in failed.reason
+    assert world.placements_received(dear) == 0
+
+
+async def test_a_strategy_sizes_against_what_its_orders_in_flight_leave(world: World) -> None:
+    """An order sent and not yet locked at the venue still takes its share: the candidate is
+    shrunk to what is left rather than handed back whole and refused by the connector."""
+    conn = world.conn
+    await _hold_usdt(world, "1000")
+    strategies = StrategyContext({"venue": conn}, conn.ctx.clock)
+    first = strategies.buy("venue", PAIR, D("0.012"), OrderType.LIMIT, D("50000"))  # 600, in flight
+    assert conn.spendable_balance("USDT") == D("400") < conn.available_balance("USDT")
+    [sized] = strategies.shrink_to_budget(
+        "venue", [OrderCandidate(PAIR, Side.BUY, OrderType.LIMIT, D("0.012"), D("50000"))]
+    )
+    assert (sized.amount, sized.price) == (D("0.008"), D("50000"))
+    second = strategies.buy("venue", PAIR, sized.amount, OrderType.LIMIT, sized.price)
+    await world.created(first)
+    await world.created(second)
+    await world.rec.until(world.balances_match)
+    assert conn.available_balance("USDT") == conn.spendable_balance("USDT") == 0

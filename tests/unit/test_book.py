@@ -576,6 +576,14 @@ def test_price_for_volume(is_buy: bool, volume: str, price: str | None) -> None:
     assert depth_book().price_for_volume(is_buy, D(volume)) == expected
 
 
+def test_deepest_price_is_the_far_end_of_each_side() -> None:
+    book = depth_book()
+    # A taker sweeping a side reaches its last known level: the dearest ask, the cheapest bid.
+    assert book.deepest_price(True) == D("103")
+    assert book.deepest_price(False) == D("98")
+    assert OrderBook(2, "binance_spot").deepest_price(True) is None
+
+
 def test_vwap_for_volume() -> None:
     book = depth_book()
     q34 = Context(prec=34).divide  # a VWAP is a quotient, rounded half-even to 34 digits

@@ -31,7 +31,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from marketlink.core.budget import BudgetChecker, OrderCandidate
 from marketlink.core.client_ids import ClientOrderIdFactory
@@ -117,6 +117,7 @@ class OrderCounters:
     refused_locally: int = 0  # failed before sending (rule, budget, ban, unsupported)
     rejected: int = 0  # the venue refused the placement
     unknown: int = 0  # placement outcome unknown (timeout, transport error, unreadable answer)
+    withdrawn: int = 0  # placements a cancel called back while they waited, before they were sent
     cancels_sent: int = 0
     cancel_failures: int = 0
     #: cancels the venue answered "not found" for an order we held open (then settled by a query)
@@ -124,6 +125,10 @@ class OrderCounters:
     adopted: int = 0  # own orders found at the venue that we did not track
     bad_updates: int = 0  # items of unknown type handed to apply_updates
     refusals: dict[str, int] = field(default_factory=dict)  # tracker refusals seen, by kind
+
+
+_WITHDRAWN: Final = "withdrawn: cancelled while it waited behind the rate limits, never sent"
+_STOPPED_UNSENT: Final = "not sent: the connector stopped while it waited behind the rate limits"
 
 
 def _check_input(side: object, amount: object, price: object, order_type: object, tif: object) -> None:
@@ -164,6 +169,8 @@ class OrderManager:
         self._reserved: dict[str, dict[str, Decimal]] = {}  # sent, not yet acked: what each consumes
         self._locked: dict[str, Decimal] = {}  # their sum per token
         self._placing: dict[str, asyncio.Task[None]] = {}
+        self._unsent: set[str] = set()  # placing, and not yet handed to the socket
+        self._withdrawn: set[str] = set()  # unsent placements a cancel called back
         self._cancelling: dict[str, asyncio.Task[CancelResult | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._terminal: dict[str, list[asyncio.Future[None]]] = {}
@@ -317,8 +324,24 @@ class OrderManager:
                 del self._locked[token]
 
     def _spawn_placement(self, order: InFlightOrder) -> None:
-        task = self._spawn(self._send(order), f"place-{order.client_order_id}")
-        self._placing[order.client_order_id] = task
+        cid = order.client_order_id
+        self._unsent.add(cid)
+        task = self._spawn(self._send(order), f"place-{cid}")
+        self._placing[cid] = task
+        task.add_done_callback(lambda t: self._placement_done(order, t))
+
+    def _placement_done(self, order: InFlightOrder, task: asyncio.Task[None]) -> None:
+        """A placement task cancelled before its first step never ran ``_send``: nothing was
+        sent, and nothing else would ever end the order."""
+        cid = order.client_order_id
+        if cid not in self._unsent:  # _send ran, and settled the order itself
+            return
+        withdrawn = cid in self._withdrawn
+        self._unsent.discard(cid)
+        self._withdrawn.discard(cid)
+        self._placing.pop(cid, None)
+        if task.cancelled() and order.state is OrderState.PENDING_CREATE:
+            self._fail(order, _WITHDRAWN if withdrawn else _STOPPED_UNSENT)
 
     async def _send(self, order: InFlightOrder) -> None:
         ctx = self.ctx
@@ -332,9 +355,15 @@ class OrderManager:
                 return
             self.counters.placed += 1
             try:
-                payload = await ctx.http.request(request)
+                payload = await ctx.http.request(request, on_send=lambda: self._unsent.discard(cid))
             except asyncio.CancelledError:
-                self._unknown(order, "placement interrupted (connector stopping)")
+                if cid not in self._unsent:
+                    self._unknown(order, "placement interrupted (connector stopping)")
+                    raise
+                if cid in self._withdrawn:  # our own cancel: the order ends here, never sent
+                    self._fail(order, _WITHDRAWN)
+                    return
+                self._fail(order, _STOPPED_UNSENT)
                 raise
             except (Transient, DuplicateOrder, MalformedMessage) as exc:
                 # Maybe executed: a timeout, a dropped connection, a 5xx, an unreadable answer,
@@ -367,8 +396,12 @@ class OrderManager:
             self.apply_updates([result.update, *result.trades])
         finally:
             self._placing.pop(cid, None)
+            self._unsent.discard(cid)
+            self._withdrawn.discard(cid)
 
     def _fail(self, order: InFlightOrder, reason: str) -> None:
+        if reason == _WITHDRAWN:
+            self.counters.withdrawn += 1
         self._publish(self.ctx.tracker.process_order_update(self._failed_update(order, reason)))
 
     def _rejected(self, order: InFlightOrder, reason: str) -> None:
@@ -466,7 +499,12 @@ class OrderManager:
         cid = order.client_order_id
         placing = self._placing.get(cid)
         if placing is not None:  # a cancel must not overtake its placement at the venue
-            await asyncio.wait([placing])  # however it ends; never cancels it
+            if cid in self._unsent:
+                # Still waiting behind the rate limits (a back-off can last a minute): called
+                # back, it never goes out; sent later it could fill at a price long stale.
+                self._withdrawn.add(cid)
+                placing.cancel()
+            await asyncio.wait([placing])  # however it ends
         if order.is_terminal:
             return self._result(order)
         self._publish(ctx.tracker.process_order_update(OrderUpdate(

@@ -20,6 +20,7 @@ __all__ = [
     "IpBanned",
     "MalformedMessage",
     "OrderNotFound",
+    "OrderRateLimited",
     "RateLimited",
     "Rejected",
     "RequestTimeout",
@@ -80,6 +81,17 @@ class RateLimited(VenueError):
     def __init__(self, message: str = "", *, retry_after: float | None = None, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+
+class OrderRateLimited(RateLimited):
+    """Over the account's order-count limit (Binance -1015): new orders must wait ``retry_after``
+    seconds, but reads and cancels do not count against it, so they go on (a trader must still be
+    able to pull orders). ``local`` when the throttler refused the order without sending it."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, local: bool = False,
+                 **kw: object) -> None:
+        super().__init__(message, retry_after=retry_after, **kw)
+        self.local = local
 
 
 class IpBanned(VenueError):

@@ -46,6 +46,7 @@ from marketlink.net.errors import (
     ConnectionFailed,
     IpBanned,
     MalformedMessage,
+    OrderRateLimited,
     RateLimited,
     Rejected,
     RequestTimeout,
@@ -166,6 +167,8 @@ class Throttle(Protocol):
     def back_off(self, seconds: float) -> None: ...
 
     def ban(self, seconds: float) -> None: ...
+
+    def hold_orders(self, seconds: float) -> None: ...
 
 
 def _param_text(name: str, value: ParamValue) -> str:
@@ -331,9 +334,11 @@ class HttpClient:
 
     ``time_ms`` gives the timestamp to sign with (normally the venue's clock from
     :class:`~marketlink.net.timesync.TimeSync`). ``resync_time``, if given, is awaited once when
-    the venue rejects our timestamp; the request is then retried once if it is idempotent.
+    the venue rejects our timestamp; the request (which the venue did not act on) is then sent
+    once more, unless it is an order placement.
     ``rate_limit_backoff`` and ``ban_seconds`` apply when a 429 or ban comes without a duration.
-    A 429 backs the throttler off; a ban (418) also opens its circuit breaker, so orders fail at
+    A 429 backs the throttler off, except the venue's order-count limit, which holds new orders
+    only (``OrderRateLimited``); a ban (418) also opens its circuit breaker, so orders fail at
     once with a local :class:`IpBanned` while reads wait for the ban to end. ``max_body`` caps the
     bytes of one answer. ``stamp_ms`` is the clock of :meth:`timed_request`'s instants: it must
     be the local clock of the :class:`~marketlink.net.timesync.TimeSync` the samples go to.
@@ -402,15 +407,20 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
-    async def request(self, req: RestRequest) -> Any:
+    async def request(self, req: RestRequest, *, on_send: Callable[[], None] | None = None) -> Any:
         """Decoded JSON of a successful answer; otherwise a typed :class:`VenueError` is raised.
 
         Configuration mistakes (unknown limit id, signed request without an auth) raise
         :class:`ConfigError` before anything is sent; so does :class:`ClientClosed` after ``close()``.
+        ``on_send`` is called once the throttler admits an attempt, just before it is handed to
+        the socket: until then, cancelling the caller's task withdraws a request the venue never
+        saw (an order cancelled while it waits behind a back-off must not go out later).
         """
-        return (await self.timed_request(req)).payload
+        return (await self.timed_request(req, on_send=on_send)).payload
 
-    async def timed_request(self, req: RestRequest) -> TimedAnswer:
+    async def timed_request(
+        self, req: RestRequest, *, on_send: Callable[[], None] | None = None
+    ) -> TimedAnswer:
         """:meth:`request`, with when the answered attempt left and its answer came back: what a
         time sample needs (see :class:`TimedAnswer`). Waits in the throttler, in back-offs and in
         failed attempts before it are outside that interval."""
@@ -423,7 +433,7 @@ class HttpClient:
         resynced = False
         while True:
             try:
-                return await self._attempt(req)
+                return await self._attempt(req, on_send)
             except Transient as exc:
                 if not req.is_idempotent or failures >= self._retries:
                     raise
@@ -435,7 +445,11 @@ class HttpClient:
                     raise
                 resynced = True
                 await self._resync_quietly()
-                if not req.is_idempotent:
+                # The venue checks the timestamp before it acts, so the refused request did
+                # nothing and may go once more, a cancel too (left unsent, its order would keep
+                # working while cancel_all reports a failure). Not a placement: an order is
+                # never sent twice, and the caller reports it failed instead.
+                if req.is_order:
                     raise
                 delay = 0.0
             self.stats.retries += 1
@@ -449,8 +463,10 @@ class HttpClient:
         except Exception:  # the original ClockSkew is the error worth reporting, not this one
             log.warning("time resync after a clock-skew rejection failed", exc_info=True)
 
-    async def _attempt(self, req: RestRequest) -> TimedAnswer:
+    async def _attempt(self, req: RestRequest, on_send: Callable[[], None] | None = None) -> TimedAnswer:
         await self._throttler.acquire(req.costs, is_order=req.is_order)
+        if on_send is not None:
+            on_send()  # from here on the request may reach the venue: no await before the socket
         if req.signed:
             assert self._auth is not None
             prepared = self._auth.sign(req, self._time_ms())
@@ -553,7 +569,12 @@ class HttpClient:
             _redact_error(err, _secrets_of(prepared))
         if err.status is None:
             err.status = status
-        if isinstance(err, RateLimited):
+        if isinstance(err, OrderRateLimited):
+            # The account's order count, not the IP's weight: only new orders wait it out; the
+            # reads and cancels that let a trader pull orders meanwhile do not count against it.
+            err.retry_after = _duration(err.retry_after, headers, self._rate_limit_backoff)
+            self._throttler.hold_orders(err.retry_after)
+        elif isinstance(err, RateLimited):
             err.retry_after = _duration(err.retry_after, headers, self._rate_limit_backoff)
             self._throttler.back_off(err.retry_after)
         elif isinstance(err, IpBanned):

@@ -63,7 +63,7 @@ from decimal import Decimal
 
 from marketlink.core.errors import ConfigError
 from marketlink.net.clock import Clock, SystemClock
-from marketlink.net.errors import IpBanned
+from marketlink.net.errors import IpBanned, OrderRateLimited
 
 __all__ = [
     "BUCKETS", "EXACT_UP_TO", "Cost", "RateLimit", "ThrottleState", "Throttler", "Usage", "Window",
@@ -490,6 +490,10 @@ class ThrottleState:
         return {limit_id: self.pool_usage(limit_id, now) for limit_id in self._tracks}
 
 
+#: How far under ``near_limit`` a pool must drain before its warning can fire again.
+REARM_MARGIN = 0.05
+
+
 @dataclass(eq=False, slots=True)
 class _Waiter:
     costs: Sequence[Cost]
@@ -517,7 +521,8 @@ class Throttler:
     (a 418) opens the circuit breaker: new orders fail at once with a local ``IpBanned``, orders
     already queued fail too; reads are not refused (the HTTP client pairs a ban with a back-off
     so they wait). ``on_near_limit(limit_id, fraction)`` fires when a pool's usage crosses
-    ``near_limit`` upwards, once per crossing; it re-arms when the pool is next seen below it.
+    ``near_limit`` upwards, once per crossing; it re-arms when the pool is next seen
+    ``REARM_MARGIN`` (5 points of usage) below it.
     ``on_ban(until)`` fires on every ``ban``, whatever request earned it, so the owner can report
     that trading stopped even when no order was being placed.
     """
@@ -546,8 +551,12 @@ class Throttler:
         self._rescan = False
         self._backoff_until = -math.inf
         self._banned_until = -math.inf
+        self._orders_held_until = -math.inf
         self._on_near_limit = on_near_limit
         self._near_limit = float(near_limit)
+        # Hysteresis: a sliding window used at a steady rate right at the line dips under it
+        # before nearly every charge; re-arming there sent one warning per request.
+        self._rearm_below = self._near_limit - min(REARM_MARGIN, self._near_limit / 2)
         self._armed: dict[str, bool] = {}
         self._on_ban = on_ban
 
@@ -725,15 +734,15 @@ class Throttler:
 
     def _watch(self, charges: Mapping[str, int], now: float) -> None:
         """Warn once per upward crossing of ``near_limit`` by an admitted charge. A pool is
-        re-armed when it is seen below the line before the charge (it drained since), so one
-        pass over its windows after the charge tells both."""
+        re-armed when it is seen ``REARM_MARGIN`` below the line before a charge (it drained
+        since), so one pass over its windows after the charge tells both."""
         callback = self._on_near_limit
         if callback is None:
             return
         near = self._near_limit
         for pool, units in charges.items():
             before, fraction = self._state.pool_usage_around(pool, now, units)
-            if before < near:
+            if before < self._rearm_below:
                 self._armed[pool] = True
             if fraction < near:
                 continue
@@ -747,6 +756,15 @@ class Throttler:
     def _refuse_if_banned(self, now: float) -> None:
         if now < self._banned_until:
             raise self._ban_error(now)
+        if now < self._orders_held_until:
+            raise self._held_error(now)
+
+    def _held_error(self, now: float) -> OrderRateLimited:
+        left = self._orders_held_until - now
+        return OrderRateLimited(
+            f"order refused locally: the venue's order-count limit holds for {left:.3f}s more",
+            retry_after=left, local=True,
+        )
 
     def _ban_error(self, now: float) -> IpBanned:
         until = self._banned_until
@@ -795,14 +813,29 @@ class Throttler:
                 self._on_ban(self._banned_until)
             except Exception:
                 log.exception("on_ban callback failed")
-        if now >= self._banned_until or not any(w.is_order for w in self._queue):
+        if now < self._banned_until:
+            self._refuse_queued_orders(lambda: self._ban_error(now))
+
+    def hold_orders(self, seconds: float) -> None:
+        """Refuse orders for ``seconds`` (the venue's order-count limit, Binance -1015), queued
+        ones at once; every other request goes on. An order queued past that limit would only
+        go out late, at a stale price, or be refused again; the strategy decides what to do."""
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"order hold needs finite, non-negative seconds, got {seconds!r}")
+        now = self._clock.time()
+        self._orders_held_until = max(self._orders_held_until, now + seconds)
+        if now < self._orders_held_until:
+            self._refuse_queued_orders(lambda: self._held_error(now))
+
+    def _refuse_queued_orders(self, error: Callable[[], BaseException]) -> None:
+        if not any(w.is_order for w in self._queue):
             return
         keep: list[_Waiter] = []
         for waiter in self._queue:
             if not waiter.is_order:
                 keep.append(waiter)
             elif not waiter.admitted.done():
-                waiter.admitted.set_exception(self._ban_error(now))
+                waiter.admitted.set_exception(error())
         self._queue = keep
         self._scan()  # reads held behind the refused orders may go now
 

@@ -40,6 +40,7 @@ class RestFault:
     path_prefix: str = ""
     status: int = 503
     seconds: float = 0.0
+    retry_after_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class RestDecision:
     action: RestAction
     status: int = 503
     seconds: float = 0.0
+    retry_after_s: int | None = None  # a 429's Retry-After: the front-end answers as over its limit
 
 
 @dataclass(slots=True)
@@ -82,9 +84,17 @@ class Faults:
 
     # -- arming (tests and the admin route) ----------------------------------------------------
 
-    def fail_requests(self, n: int, *, status: int = 503, path_prefix: str = "") -> None:
-        """The next ``n`` REST requests under ``path_prefix`` get ``status`` and are not executed."""
-        self._rest.append(RestFault(RestAction.ERROR, _positive(n), path_prefix, status=status))
+    def fail_requests(
+        self, n: int, *, status: int = 503, path_prefix: str = "", retry_after_s: int | None = None
+    ) -> None:
+        """The next ``n`` REST requests under ``path_prefix`` get ``status`` and are not executed.
+        With ``retry_after_s``, the answer is the venue's own "over the limit" 429 telling to
+        come back then (as another process on the IP had spent the weight)."""
+        if retry_after_s is not None and (status != 429 or retry_after_s < 0):
+            raise ValueError("retry_after_s goes with status 429 and is >= 0")
+        self._rest.append(RestFault(
+            RestAction.ERROR, _positive(n), path_prefix, status=status, retry_after_s=retry_after_s,
+        ))
 
     def timeout_requests(self, n: int, *, path_prefix: str = "") -> None:
         """The next ``n`` requests are held ``hang_seconds`` and never executed or answered."""
@@ -161,7 +171,7 @@ class Faults:
                 if fault.remaining == 0:
                     self._rest.remove(fault)
                 self._count(f"rest_{fault.action.value}")
-                return RestDecision(fault.action, fault.status, fault.seconds)
+                return RestDecision(fault.action, fault.status, fault.seconds, fault.retry_after_s)
         return None
 
     def take_lost_order_response(self) -> bool:

@@ -121,6 +121,8 @@ class RateLimitPlan:
     options: Callable[[int, tuple[int, int] | None], Mapping[str, object]]
     #: Refusals the venue tolerates before it bans the IP in the ban scenario; None: it never bans.
     ban_after: int | None
+    #: n -> front-end options whose account order count allows n new orders a day, weight ample
+    order_count: Callable[[int], Mapping[str, object]]
     ban_ms: int = 1_500
     burst: int = 16
 
@@ -238,6 +240,14 @@ def _binance_limits(weight_per_second: int, ban: tuple[int, int] | None) -> Mapp
     return {"rate_limits": limits, "violations_before_ban": violations, "ban_ms": ban_ms}
 
 
+def _binance_order_count(orders_per_day: int) -> Mapping[str, object]:
+    limits = [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": orders_per_day},
+    ]
+    return {"rate_limits": limits, "violations_before_ban": 1_000_000, "ban_ms": 60_000}
+
+
 async def _binance_account(conn: SpotConnector) -> None:
     await conn.refresh_balances()  # GET /api/v3/account, weight 20
 
@@ -278,7 +288,7 @@ BINANCE = VenueHarness(
     placement_client_id=_binance_placement_cid,
     rate_limits=RateLimitPlan(
         pool="REQUEST_WEIGHT", window=1.0, request=_binance_account, weight=20, limit=130,
-        options=_binance_limits, ban_after=1,
+        options=_binance_limits, ban_after=1, order_count=_binance_order_count,
     ),
     venue_rejects=_binance_rejects,
     rejection_reason="Filter failure: PRICE_FILTER",

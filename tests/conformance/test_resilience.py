@@ -177,3 +177,73 @@ async def test_restart_restores_open_orders_and_catches_up_with_what_happened_me
     }
     assert sb.exchange.open_orders("demo", after.symbol) == []
     await after.rec.until(after.balances_match)
+
+
+async def _queued(world: World, n: int) -> None:
+    """Let the placements just made run up to the throttler, where they wait (bounded)."""
+    for _ in range(10):
+        if world.conn.ctx.throttler.waiting >= n:
+            return
+        await asyncio.sleep(0)  # one loop step: a new task runs to its first real wait
+    raise AssertionError(f"{world.conn.ctx.throttler.waiting} requests queued, {n} expected")
+
+
+async def test_an_order_cancelled_while_it_waits_behind_a_back_off_is_never_sent(world: World) -> None:
+    """Sent when the back-off ends (it can last a minute), it would trade at a price chosen long
+    before and that the strategy has since withdrawn."""
+    conn = world.conn
+    world.sb.faults.fail_requests(1, status=429, path_prefix=world.venue.ping_path, retry_after_s=600)
+    assert not await conn.check_network()  # the venue: "come back in 10 minutes"
+    queued = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    await _queued(world, 1)
+    conn.cancel(PAIR, queued)
+    failed = await world.ended(queued)
+    assert isinstance(failed, OrderFailed) and (failed.reason or "").startswith("withdrawn")
+    # Not yet started when its cancel came (same loop step), and cancelled by cancel_all.
+    unstarted = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("44000"))
+    conn.cancel(PAIR, unstarted)
+    await world.ended(unstarted)
+    waiting = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("43000"))
+    await _queued(world, 1)
+    [result] = await conn.cancel_all(timeout=WAIT)
+    assert result.client_order_id == waiting and result.success
+    for cid in (queued, unstarted, waiting):
+        assert isinstance(await world.ended(cid), OrderFailed)
+        assert world.placements_received(cid) == 0
+    assert conn.orders.counters.withdrawn == 3
+    assert conn.ctx.throttler.waiting == 0
+    assert conn.spendable_balance("USDT") == conn.available_balance("USDT")  # nothing reserved
+
+
+async def test_the_order_count_limit_holds_new_orders_only(lab: Lab) -> None:
+    """Another bot on the account spent its order count: new orders are refused here at once,
+    while the cancels that pull our resting orders, and every read, go on."""
+    sb = await lab.sandbox(options=lab.venue.rate_limits.order_count(3))
+    world = await lab.world(sb, adopt_published_limits=False)  # the count is shared: keep ours
+    conn = world.conn
+    resting = [conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D(p)) for p in ("45000", "44000", "43000")]
+    for cid in resting:
+        await world.created(cid)
+    over = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("42000"))
+    refused = await world.ended(over)
+    assert isinstance(refused, OrderFailed) and "OrderRateLimited" in (refused.reason or "")
+    later = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("42000"))
+    held = await world.ended(later)
+    assert isinstance(held, OrderFailed) and world.placements_received(later) == 0  # refused here
+    await conn.refresh_balances()  # reads are not held back
+    results = await conn.cancel_all(timeout=WAIT)
+    assert sorted(r.client_order_id for r in results if r.success) == sorted(resting)
+    assert all(o.status.value == "CANCELED" for cid in resting for o in world.venue_orders(cid))
+
+
+async def test_a_cancel_refused_for_its_timestamp_is_sent_again_after_the_resync(world: World) -> None:
+    """The venue checks the timestamp before it acts, so the refused cancel did nothing: left
+    unsent, cancel_all would report a failure while the order kept working."""
+    conn = world.conn
+    cid = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    await world.created(cid)
+    world.sb.faults.shift_clock(30_000)
+    [result] = await conn.cancel_all(timeout=WAIT)
+    assert result.outcome is CancelOutcome.CANCELLED
+    assert conn.ctx.http.stats.errors["ClockSkew"] == 1
+    assert world.venue_order(cid).status.value == "CANCELED"

@@ -182,7 +182,9 @@ class SnapshotHttp:
         else:
             fut.set_result(answer)
 
-    async def request(self, req: RestRequest) -> Any:
+    async def request(self, req: RestRequest, *, on_send: Callable[[], None] | None = None) -> Any:
+        if on_send is not None:
+            on_send()  # the fake has no rate limits to wait behind
         if req.path == "/prices":
             return await self._prices()
         assert req.params is not None

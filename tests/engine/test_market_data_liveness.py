@@ -77,7 +77,9 @@ class TimedHttp(SnapshotHttp):
         self.clock = clock
         self.at: list[tuple[float, int]] = []
 
-    async def request(self, req: RestRequest) -> Any:
+    async def request(self, req: RestRequest, *, on_send: Callable[[], None] | None = None) -> Any:
+        if on_send is not None:
+            on_send()  # the fake has no rate limits to wait behind
         assert req.params is not None
         self.at.append((self.clock.time(), int(req.params["limit"])))
         return await super().request(req)

@@ -194,7 +194,9 @@ class FakeHttp:
         self.routes[path] = handler
         return held
 
-    async def request(self, req: RestRequest) -> Any:
+    async def request(self, req: RestRequest, *, on_send: Callable[[], None] | None = None) -> Any:
+        if on_send is not None:
+            on_send()  # the fake has no rate limits to wait behind
         self.requests.append(req)
         handler = self.routes.get(req.path)
         if handler is None:

@@ -99,6 +99,10 @@ class SpyThrottler:
         self.calls.append(("ban", seconds))
         self.real.ban(seconds)
 
+    def hold_orders(self, seconds: float) -> None:
+        self.calls.append(("hold_orders", seconds))
+        self.real.hold_orders(seconds)
+
     def feedback(self) -> list[tuple[Any, ...]]:
         return [c for c in self.calls if c[0] != "acquire"]
 

@@ -24,6 +24,7 @@ from marketlink.net.errors import (
     ConnectionFailed,
     IpBanned,
     MalformedMessage,
+    OrderRateLimited,
     RateLimited,
     Rejected,
     RequestTimeout,
@@ -61,6 +62,8 @@ class FakeVenue:
     def classify_error(self, status: int, headers: Mapping[str, str], payload: Any) -> VenueError | None:
         if self.broken:
             raise KeyError("codec bug")
+        if status == 429 and isinstance(payload, dict) and payload.get("code") == -1015:
+            return OrderRateLimited("too many orders", code=-1015)
         if status == 429:
             return RateLimited("too much weight", code=-1003)
         if status == 418:
@@ -141,6 +144,8 @@ class Venue:
             return web.json_response({})
         if name == "numbers":
             return web.Response(status=200, text='{"price":0.1,"qty":"2.50","n":3}')
+        if name == "ordercount":
+            return web.json_response({"code": -1015}, status=429, headers={"Retry-After": "9"})
         if name == "ratelimit":
             return web.json_response({"code": -1003}, status=429, headers={"Retry-After": "7"})
         if name == "ban":
@@ -631,7 +636,7 @@ async def test_refused_connection_is_connection_failed(closed_port: int, make: M
         assert client.stats.errors == Counter({"ConnectionFailed": 1})
 
 
-async def test_clock_skew_resyncs_once_and_retries_only_reads(
+async def test_clock_skew_resyncs_once_and_sends_everything_but_an_order_again(
     venue: tuple[Venue, str], make: MakeClient
 ) -> None:
     server, url = venue
@@ -648,7 +653,50 @@ async def test_clock_skew_resyncs_once_and_retries_only_reads(
         assert (len(resyncs), server.hits["skew"]) == (1, 2)
         with pytest.raises(ClockSkew):
             await client.request(post("/skew"))
-        assert (len(resyncs), server.hits["skew"]) == (2, 3)
+        assert (len(resyncs), server.hits["skew"]) == (2, 3)  # a placement: never twice
+        # A cancel (not a read, not an order): the venue refused it before acting, so it goes again.
+        with pytest.raises(ClockSkew):
+            await client.request(RestRequest("DELETE", "/skew", costs=WEIGHT))
+        assert (len(resyncs), server.hits["skew"]) == (3, 5)
+
+
+async def test_the_order_count_429_holds_orders_only(
+    venue: tuple[Venue, str], make: MakeClient, clock: VirtualClock
+) -> None:
+    server, url = venue
+    client, spy = make(url)
+    async with client:
+        with pytest.raises(OrderRateLimited) as info:
+            await client.request(post("/ordercount"))
+        assert info.value.retry_after == 9.0 and not info.value.local
+        assert spy.feedback() == [("hold_orders", 9.0)]
+        assert await client.request(get("/empty")) == {}  # no wait: reads go on
+        with pytest.raises(OrderRateLimited) as info:
+            await client.request(post("/echo"))
+        assert info.value.local and server.hits["echo"] == 0
+        clock.advance(9.0)
+        assert (await client.request(post("/echo")))["method"] == "POST"
+
+
+async def test_a_request_waiting_for_the_throttler_is_withdrawn_unsent(
+    venue: tuple[Venue, str], make: MakeClient, clock: VirtualClock
+) -> None:
+    """``on_send`` says when an attempt leaves: cancelled before it, the venue never sees it."""
+    server, url = venue
+    client, _ = make(url)
+    async with client:
+        with pytest.raises(RateLimited):
+            await client.request(get("/ratelimit"))  # back-off: 7 s
+        sent: list[str] = []
+        withdrawn = asyncio.create_task(client.request(post("/echo"), on_send=lambda: sent.append("w")))
+        kept = asyncio.create_task(client.request(post("/echo"), on_send=lambda: sent.append("k")))
+        await clock.wait_for_sleepers(1)
+        withdrawn.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await withdrawn
+        clock.advance(7.0)
+        assert (await kept)["method"] == "POST"
+        assert sent == ["k"] and server.hits["echo"] == 1
 
 
 # -- sessions and secrets ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from marketlink.core.errors import ConfigError
 from marketlink.net.clock import SystemClock, VirtualClock
-from marketlink.net.errors import IpBanned
+from marketlink.net.errors import IpBanned, OrderRateLimited
 from marketlink.net.throttler import BUCKETS, Cost, RateLimit, Throttler, ThrottleState, Usage, Window
 
 
@@ -744,6 +744,29 @@ async def test_ban_refuses_orders_at_once_and_lets_reads_through() -> None:
     assert thr.banned_until is None
 
 
+async def test_an_order_hold_refuses_new_and_queued_orders_and_nothing_else() -> None:
+    """The venue's order-count limit (Binance -1015): reads and cancels do not count against it."""
+    thr, clock = make([RateLimit.simple("O", 10, 10, [Cost("W", 5)]), RateLimit.simple("W", 6, 10)])
+    await thr.acquire(c("O"), is_order=True)  # W at 5 of 6
+    queued = asyncio.create_task(thr.acquire(c("O"), is_order=True))  # blocked on W
+    read = asyncio.create_task(thr.acquire(c("W")))  # behind it
+    await clock.wait_for_sleepers(1)
+    assert thr.waiting == 2
+    thr.hold_orders(30)
+    with pytest.raises(OrderRateLimited) as info:
+        await queued
+    assert info.value.local and info.value.retry_after == 30.0
+    await read  # the order ahead of it was refused: the read goes at once
+    with pytest.raises(OrderRateLimited):
+        await thr.acquire(c("O"), is_order=True)
+    assert thr.banned_until is None  # not a ban
+    clock.advance(30)
+    await thr.acquire(c("O"), is_order=True)
+    for bad in (-1.0, math.inf):
+        with pytest.raises(ValueError):
+            thr.hold_orders(bad)
+
+
 async def test_a_ban_refuses_queued_orders_and_unblocks_the_reads_behind_them() -> None:
     thr, clock = make([RateLimit.simple("O", 10, 10, [Cost("W", 5)]), RateLimit.simple("W", 6, 10)])
     await thr.acquire(c("O"), is_order=True)  # W at 5 of 6
@@ -806,6 +829,23 @@ async def test_near_limit_fires_once_per_crossing_and_rearms() -> None:
     assert seen[3:] == [("P", 0.75)]
     thr.calibrate("P", 16)
     assert len(seen) == 4
+
+
+async def test_near_limit_does_not_flood_at_a_steady_rate_on_the_line() -> None:
+    """A sliding window used at a steady 80 % dips under the line before nearly every charge:
+    one warning per plateau, not one per request; a real drain (5 points) re-arms it."""
+    seen: list[float] = []
+    thr, clock = make([RateLimit.simple("A", 100, 10)], near_limit=0.8,
+                      on_near_limit=lambda limit_id, fraction: seen.append(clock.time()))
+    for _ in range(480):  # 60 s at 8 a second: 80 in every 10 s
+        await thr.acquire(c("A"))
+        clock.advance(0.125)
+    assert len(seen) == 1
+    clock.advance(1.0)  # 8 of 80 expire: 72 %, below 75 %
+    for _ in range(16):
+        await thr.acquire(c("A"))
+        clock.advance(0.0625)
+    assert len(seen) == 2
 
 
 async def test_a_failing_near_limit_callback_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:

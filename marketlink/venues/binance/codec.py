@@ -52,6 +52,7 @@ from marketlink.net.errors import (
     IpBanned,
     MalformedMessage,
     OrderNotFound,
+    OrderRateLimited,
     RateLimited,
     Rejected,
     ServerError,
@@ -114,7 +115,7 @@ ERROR_CODES: Final[Mapping[int, type[VenueError]]] = {
     -1006: ServerError,  # UNEXPECTED_RESP: "An unexpected response ... Execution status unknown."
     -1007: ServerError,  # TIMEOUT: "... Send status unknown; execution status unknown."
     -1008: ServerError,  # SERVER_BUSY: "Server is currently overloaded with other requests. ..."
-    -1015: RateLimited,  # TOO_MANY_ORDERS
+    -1015: OrderRateLimited,  # TOO_MANY_ORDERS: the account's order count, not the IP's weight
     -1021: ClockSkew,  # INVALID_TIMESTAMP
     -1022: AuthError,  # INVALID_SIGNATURE
     # -2010 and -2011 are read by message in _error.
@@ -755,8 +756,10 @@ def _error(status: int, headers: Mapping[str, str], payload: Any) -> VenueError:
     where: dict[str, Any] = {"code": code, "status": status, "venue": NAME}
     if status == 418:
         return IpBanned(msg, retry_after=_retry_after(headers), **where)
-    if status == 429:
-        return RateLimited(msg, retry_after=_retry_after(headers), **where)
+    if status == 429 or code == -1015:
+        # -1015 is the account's order count (errors.md TOO_MANY_ORDERS): only orders wait
+        kind = OrderRateLimited if code == -1015 else RateLimited
+        return kind(msg, retry_after=_retry_after(headers), **where)
     if status >= 500:
         return ServerError(msg, **where)
     if code == -1013:

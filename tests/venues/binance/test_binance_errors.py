@@ -20,6 +20,7 @@ from marketlink.net.errors import (
     InsufficientFunds,
     IpBanned,
     OrderNotFound,
+    OrderRateLimited,
     RateLimited,
     Rejected,
     ServerError,
@@ -45,8 +46,10 @@ CASES: list[tuple[str, int, dict[str, str], Any, type[VenueError]]] = [
         ClockSkew,
     ),
     ("weight exceeded code", 400, {}, body(-1003, "Too many requests queued."), RateLimited),
-    ("order count exceeded code", 400, {}, body(-1015, "Too many new orders."), RateLimited),
+    ("order count exceeded code", 400, {}, body(-1015, "Too many new orders."), OrderRateLimited),
     ("429", 429, {"Content-Type": "application/json", "Retry-After": "7"}, body(-1003), RateLimited),
+    # The order count's 429: only new orders must wait, not the cancels that pull orders.
+    ("429 order count", 429, {"Retry-After": "7"}, body(-1015, "Too many new orders."), OrderRateLimited),
     ("429 without a body", 429, {}, None, RateLimited),
     (
         "418 ban",

@@ -168,6 +168,10 @@ class RateLimiter:
     def order_limits(self) -> list[RateLimit]:
         return list(self._order_limits)
 
+    @property
+    def ip_limits(self) -> list[RateLimit]:
+        return list(self._ip_limits)
+
     @staticmethod
     def _windows(table: dict[str, list[_Window]], key: str, limits: Iterable[RateLimit]) -> list[_Window]:
         windows = table.get(key)

@@ -85,6 +85,9 @@ class RestApi(ApiGates):
     async def serve(self, request: web.Request, op: Operation) -> web.StreamResponse:
         decision = self._faults.take_rest(request.path)
         if decision is not None and decision.action is RestAction.ERROR:
+            if decision.retry_after_s is not None:
+                limit = self._limiter.ip_limits[0]  # which limit "broke" only words the message
+                return error_response(errors.too_much_weight(limit, decision.retry_after_s, self._now()), {})
             return web.Response(status=decision.status, body=views.encode(_SERVER_ERROR), content_type=_JSON)
         if decision is not None and decision.action is RestAction.TIMEOUT:
             await asyncio.sleep(self._faults.hang_seconds)

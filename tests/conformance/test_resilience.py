@@ -247,3 +247,18 @@ async def test_a_cancel_refused_for_its_timestamp_is_sent_again_after_the_resync
     assert result.outcome is CancelOutcome.CANCELLED
     assert conn.ctx.http.stats.errors["ClockSkew"] == 1
     assert world.venue_order(cid).status.value == "CANCELED"
+
+
+async def test_an_order_still_waiting_behind_a_back_off_at_stop_ends_unsent(lab: Lab) -> None:
+    """Stopping cancels what is left after the grace period: an order that never left is known
+    not to exist at the venue (FAILED), not an unknown to query after a restart."""
+    world = await lab.world(request_timeout=0.5)
+    conn = world.conn
+    world.sb.faults.fail_requests(1, status=429, path_prefix=world.venue.ping_path, retry_after_s=600)
+    assert not await conn.check_network()
+    cid = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
+    await _queued(world, 1)
+    await conn.stop()
+    [failed] = world.rec.of(OrderFailed, cid)
+    assert (failed.reason or "").startswith("not sent") and world.placements_received(cid) == 0
+    assert world.rec.kinds(cid) == ["OrderFailed"]

@@ -336,6 +336,7 @@ class Session:
     async def _start(self, home: Path) -> bool:
         """Sandbox, journal, connectors (with progress), runner. False when stopped meanwhile."""
         import marketlink
+        from marketlink.client.bans import ban_until
         from marketlink.client.home import journal_path
         from marketlink.engine.context import ConnectorConfig
         from marketlink.journal import Journal
@@ -379,7 +380,11 @@ class Session:
             # sandbox is new every run, so what an old run left there no longer exists.
             restore = [] if self.sandbox is not None else self.journal.restore_orders(record.bot_id,
                                                                                       conn.name)
-            starts.append(asyncio.create_task(conn.start(restore=restore, timeout=self.start_timeout)))
+            # A ban an earlier run of this machine saw still holds: start sends nothing before it.
+            banned = None if self.sandbox is not None else ban_until(home, conn.ctx.endpoints.rest)
+            starts.append(asyncio.create_task(
+                conn.start(restore=restore, timeout=self.start_timeout, banned_until=banned)
+            ))
         if not await self._wait_started(starts):
             return False
         if not await self._cancel_leftovers():
@@ -471,6 +476,16 @@ class Session:
 
     # -- stop ---------------------------------------------------------------------------------------
 
+    def _record_ban(self, conn: SpotConnector) -> None:
+        """Carry an IP ban this run saw (or its end) to the next run on this machine."""
+        from marketlink.client.bans import record_ban
+        from marketlink.client.home import marketlink_home
+
+        try:
+            record_ban(self.home or marketlink_home(), conn.ctx.endpoints.rest, conn.ip_ban_until())
+        except OSError:
+            log.warning("could not record the IP ban state of %s", conn.name, exc_info=True)
+
     async def _shutdown(self) -> list[str]:
         """Runner (cancels its orders), connectors (cancel anything left), journal, sandbox.
         Idempotent; returns the ids not confirmed cancelled."""
@@ -489,6 +504,8 @@ class Session:
                 left.extend(r.client_order_id for r in results if not r.success)
             except Exception:
                 log.exception("stopping connector %s failed", name)
+            if self.sandbox is None:  # the embedded sandbox is new every run: nothing to carry
+                self._record_ban(conn)
         for rec in self.recorders:
             await rec.aclose()
         self.recorders = []

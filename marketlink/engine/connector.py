@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
@@ -35,7 +36,7 @@ from marketlink.engine.status import PartStatus, StatusBoard
 from marketlink.engine.supervisor import Supervisor
 from marketlink.engine.user_stream import UserStream
 from marketlink.net.clock import Clock, SystemClock
-from marketlink.net.errors import MalformedMessage, VenueError
+from marketlink.net.errors import IpBanned, MalformedMessage, VenueError
 from marketlink.net.http import HttpClient
 from marketlink.net.throttler import Throttler
 from marketlink.net.timesync import TimeSync
@@ -138,10 +139,27 @@ class SpotConnector:
     def status(self) -> dict[str, PartStatus]:
         return self.ctx.status.snapshot()
 
-    async def start(self, restore: Sequence[InFlightOrder] = (), *, timeout: float = 30.0) -> None:
-        """Run the start sequence; returns when ready (raises ``TimeoutError`` naming what is not)."""
+    async def start(
+        self,
+        restore: Sequence[InFlightOrder] = (),
+        *,
+        timeout: float = 30.0,
+        banned_until: float | None = None,
+    ) -> None:
+        """Run the start sequence; returns when ready (raises ``TimeoutError`` naming what is not).
+
+        ``banned_until``: the end (epoch seconds) of an IP ban an earlier run saw (see
+        ``ip_ban_until``). While it holds, nothing is sent: calling a banned API lengthens the ban,
+        so the start is refused at once with a local ``IpBanned`` (the connector may start later)."""
         if self._started:
             raise RuntimeError("a connector starts once")
+        if banned_until is not None and (left := banned_until - time.time()) > 0:
+            self.ctx.throttler.back_off(left)  # known from now on: ip_ban_until() reports it
+            self.ctx.throttler.ban(left)
+            raise IpBanned(
+                f"{self.name}: IP banned for {left:.0f}s more (recorded by an earlier run): "
+                "start refused, nothing sent", retry_after=left, local=True,
+            )
         self._started = True
         ctx = self.ctx
         await self._sync_time()
@@ -166,6 +184,14 @@ class SpotConnector:
         except TimeoutError:
             missing = "; ".join(f"{k}: {v}" for k, v in ctx.status.not_ready())
             raise TimeoutError(f"{self.name} not ready after {timeout}s ({missing})") from None
+
+    def ip_ban_until(self) -> float | None:
+        """When the venue's IP ban ends, in epoch seconds (to outlive this process; see
+        ``start(banned_until=...)``), or ``None`` when no ban holds."""
+        until = self.ctx.throttler.banned_until
+        if until is None:
+            return None
+        return time.time() + (until - self.ctx.clock.time())
 
     async def wait_ready(self) -> None:
         """Return once every status part is ready (status changes arrive as bus events)."""

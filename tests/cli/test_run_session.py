@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,12 +20,18 @@ from typer.testing import CliRunner
 from marketlink.cli.live import status_line, status_view
 from marketlink.cli.main import app
 from marketlink.cli.run_cmd import EXIT_STRATEGY_FAILED, Session, journal_identities
+from marketlink.client.bans import ban_until, record_ban
+from marketlink.core.credentials import Credentials
 from marketlink.core.orders import OrderState
 from marketlink.engine.orders import CancelOutcome, CancelResult
 from marketlink.journal import Journal
+from marketlink.net.errors import IpBanned
+from marketlink.sandbox.config import SandboxConfig
+from marketlink.sandbox.server import Sandbox
 from marketlink.strategy import REGISTRY, parse_config
 from marketlink.strategy.api import Strategy, StrategyContext
 from marketlink.strategy.registry import StrategyEntry
+from marketlink.venues.registry import REGISTRY as VENUES
 
 PMM = """\
 strategy: pure_market_making
@@ -226,3 +233,29 @@ def test_a_failing_journal_write_is_shown_in_the_status_and_the_summary() -> Non
     assert "journal: 3 failed writes (kept and retried); 11 rows still unwritten" in out.getvalue()
     stats.last_error = None
     assert "JOURNAL" not in status_line(session.snapshot())
+
+
+# -- an IP ban outliving the run that saw it -----------------------------------------------------
+
+
+async def test_a_ban_an_earlier_run_saw_refuses_the_next_start_and_stays_recorded(tmp_path: Path) -> None:
+    """A supervisor restarting the bot during a ban must not call the banned API again."""
+    sandbox = Sandbox(SandboxConfig(markets=("BTC-USDT",), flow=False))
+    await sandbox.start()
+    try:
+        rest = VENUES.lookup("binance").local_endpoints(sandbox.base_url).rest
+        until = time.time() + 600
+        record_ban(tmp_path, rest, until)
+        demo = sandbox.demo_credentials
+        session = Session(
+            parse_config(PMM.format(runner="")), "b", Console(file=io.StringIO(), width=200), sandbox=False,
+            credentials={"binance": Credentials(demo.api_key, demo.api_secret)}, home=tmp_path,
+            sandbox_url=sandbox.base_url, start_timeout=5.0,
+        )
+        with pytest.raises(IpBanned) as info:
+            await session.run(1.0)
+        assert info.value.local and "recorded by an earlier run" in str(info.value)
+        recorded = ban_until(tmp_path, rest)
+        assert recorded is not None and abs(recorded - until) < 5  # kept for the run after
+    finally:
+        await sandbox.stop()

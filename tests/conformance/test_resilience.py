@@ -4,10 +4,11 @@ limits and a ban, and a restart with orders that were open before it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
-from harness import INSTANCE, PAIR, WAIT, D, Lab, World
+from harness import INSTANCE, PAIR, WAIT, D, Lab, World, recording
 
 from marketlink.core.enums import OrderType
 from marketlink.core.events import BookResynced, ConnectorStatusChanged, OrderFailed
@@ -142,11 +143,20 @@ async def test_ban_refuses_orders_while_market_data_goes_on(lab: Lab) -> None:
     await world.book_caught_up()
     assert conn.best_ask(PAIR) == Decimal("61000")
     assert conn.ctx.throttler.banned_until is not None  # all of it during the ban
+    # A restart while the ban holds (a supervisor restarting the bot) sends nothing: the ban's
+    # end, kept by the run that saw it, refuses the start at once.
+    until = conn.ip_ban_until()
+    assert until is not None and time.time() < until <= time.time() + plan.ban_ms / 1000 + 1  # whole s
+    received = len(recording(sb).received)
+    with pytest.raises(IpBanned) as refused:
+        await lab.connector(sb).start(timeout=WAIT, banned_until=until)
+    assert refused.value.local and len(recording(sb).received) == received
     # When the ban ends, trading resumes.
     await world.rec.until(lambda: conn.status()[TRADING_PART].ready, timeout=WAIT)
     resumed = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
     await world.created(resumed)
     await world.rec.until(lambda: conn.ready)
+    assert conn.ip_ban_until() is None
 
 
 async def test_restart_restores_open_orders_and_catches_up_with_what_happened_meanwhile(lab: Lab) -> None:

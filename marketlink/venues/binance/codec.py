@@ -758,8 +758,8 @@ def _error(status: int, headers: Mapping[str, str], payload: Any) -> VenueError:
         return IpBanned(msg, retry_after=_retry_after(headers), **where)
     if status == 429 or code == -1015:
         # -1015 is the account's order count (errors.md TOO_MANY_ORDERS): only orders wait
-        kind = OrderRateLimited if code == -1015 else RateLimited
-        return kind(msg, retry_after=_retry_after(headers), **where)
+        limited: type[RateLimited] = OrderRateLimited if code == -1015 else RateLimited
+        return limited(msg, retry_after=_retry_after(headers), **where)
     if status >= 500:
         return ServerError(msg, **where)
     if code == -1013:

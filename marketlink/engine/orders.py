@@ -331,16 +331,16 @@ class OrderManager:
         task.add_done_callback(lambda t: self._placement_done(order, t))
 
     def _placement_done(self, order: InFlightOrder, task: asyncio.Task[None]) -> None:
-        """A placement task cancelled before its first step never ran ``_send``: nothing was
-        sent, and nothing else would ever end the order."""
+        """The one place a placement cancelled before it left is settled (withdrawn by a
+        cancel, or the connector stopping): whether the task had begun or not, nothing was
+        sent, so the order is known not to exist at the venue. Runs before anyone awaiting the
+        task resumes (its first done callback)."""
         cid = order.client_order_id
-        if cid not in self._unsent:  # _send ran, and settled the order itself
-            return
-        withdrawn = cid in self._withdrawn
+        unsent, withdrawn = cid in self._unsent, cid in self._withdrawn
         self._unsent.discard(cid)
         self._withdrawn.discard(cid)
         self._placing.pop(cid, None)
-        if task.cancelled() and order.state is OrderState.PENDING_CREATE:
+        if unsent and task.cancelled() and order.state is OrderState.PENDING_CREATE:
             self._fail(order, _WITHDRAWN if withdrawn else _STOPPED_UNSENT)
 
     async def _send(self, order: InFlightOrder) -> None:
@@ -357,14 +357,9 @@ class OrderManager:
             try:
                 payload = await ctx.http.request(request, on_send=lambda: self._unsent.discard(cid))
             except asyncio.CancelledError:
-                if cid not in self._unsent:
+                if cid not in self._unsent:  # on its way or sent: only a query can tell
                     self._unknown(order, "placement interrupted (connector stopping)")
-                    raise
-                if cid in self._withdrawn:  # our own cancel: the order ends here, never sent
-                    self._fail(order, _WITHDRAWN)
-                    return
-                self._fail(order, _STOPPED_UNSENT)
-                raise
+                raise  # not sent: _placement_done settles it
             except (Transient, DuplicateOrder, MalformedMessage) as exc:
                 # Maybe executed: a timeout, a dropped connection, a 5xx, an unreadable answer,
                 # or an id the venue already holds (our own first attempt, if anything).
@@ -396,8 +391,6 @@ class OrderManager:
             self.apply_updates([result.update, *result.trades])
         finally:
             self._placing.pop(cid, None)
-            self._unsent.discard(cid)
-            self._withdrawn.discard(cid)
 
     def _fail(self, order: InFlightOrder, reason: str) -> None:
         if reason == _WITHDRAWN:

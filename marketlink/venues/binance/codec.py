@@ -756,8 +756,7 @@ def _error(status: int, headers: Mapping[str, str], payload: Any) -> VenueError:
     where: dict[str, Any] = {"code": code, "status": status, "venue": NAME}
     if status == 418:
         return IpBanned(msg, retry_after=_retry_after(headers), **where)
-    if status == 429 or code == -1015:
-        # -1015 is the account's order count (errors.md TOO_MANY_ORDERS): only orders wait
+    if status == 429:  # the weight's, or the account's order count (-1015): only orders wait
         limited: type[RateLimited] = OrderRateLimited if code == -1015 else RateLimited
         return limited(msg, retry_after=_retry_after(headers), **where)
     if status >= 500:
@@ -777,6 +776,6 @@ def _error(status: int, headers: Mapping[str, str], payload: Any) -> VenueError:
             return OrderNotFound(msg, **where)
         return Rejected(msg, **where)  # "This account may not place or cancel orders.", ...
     kind = ERROR_CODES.get(code, Rejected) if code is not None else Rejected
-    if kind is RateLimited:
-        return RateLimited(msg, retry_after=_retry_after(headers), **where)
+    if issubclass(kind, RateLimited):
+        return kind(msg, retry_after=_retry_after(headers), **where)
     return kind(msg, **where)

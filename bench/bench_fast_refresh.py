@@ -260,6 +260,7 @@ class Tally:
         self.fills = 0
         self.failed = 0  # every failure but the expected one below
         self.would_take = 0  # maker-only quotes refused because they would have taken
+        self.withdrawn = 0  # cancelled while they waited behind the rate limits: never sent
         self.failure_reasons: list[str] = []
         self.lost = 0
         self.balance_updates = 0
@@ -281,6 +282,8 @@ class Tally:
         elif isinstance(event, OrderFailed):
             if maker_would_take(event):
                 self.would_take += 1
+            elif event.withdrawn:
+                self.withdrawn += 1
             else:
                 self.failed += 1
                 if len(self.failure_reasons) < 5:
@@ -517,7 +520,7 @@ async def soak(
         "venue_open": venue_open, "balances_ok": balances_ok, "balances_text": balances_text,
         "venue_fills": venue_fills, "stored_fills": stored, "sandbox_errors": sandbox_errors,
         "rss": rss, "trimmed_kb": trimmed, "would_take": tally.would_take,
-        "cancel_races": conn.orders.counters.cancel_races,
+        "withdrawn": tally.withdrawn, "cancel_races": conn.orders.counters.cancel_races,
         "http_errors": dict(conn.ctx.http.stats.errors),
         "refusals": dict(conn.orders.counters.refusals),
         "failure_reasons": tally.failure_reasons, "traced_peak": traced_peak, "traced_end": traced_now,
@@ -628,6 +631,8 @@ def check_phase(name: str, res: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: {what}: {value}")
     print(f"    maker-only quotes refused because they would take (expected, not an error): "
           f"{res['would_take']}")
+    print(f"    orders cancelled while they waited behind the rate limits, never sent (expected, not "
+          f"an error): {res['withdrawn']}")
     print(f"    cancels that met a fill, answered 'not found' and settled by a query "
           f"(expected, not an error): {res['cancel_races']}")
     for line in res["failure_reasons"]:

@@ -19,6 +19,7 @@ from marketlink.core.enums import OrderType, PositionAction, PositionSide, Side,
 from marketlink.core.fees import TokenAmount, TradeFee
 
 __all__ = [
+    "WITHDRAWN_PREFIX",
     "BalanceUpdated",
     "BookResynced",
     "ConnectorStatusChanged",
@@ -98,6 +99,10 @@ class OrderLost(OrderEvent):
     not_found_count: int
 
 
+#: How the reason of an order withdrawn before it was sent begins (``OrderFailed.withdrawn``).
+WITHDRAWN_PREFIX = "withdrawn:"
+
+
 @dataclass(frozen=True, slots=True)
 class OrderUnknown(OrderEvent):
     """Placement timed out or broke in transport: the venue may or may not hold the order. Never
@@ -140,7 +145,14 @@ class OrderExpired(TerminalOrderEvent):
 
 @dataclass(frozen=True, slots=True)
 class OrderFailed(TerminalOrderEvent):
-    """The venue never accepted the order; nothing traded."""
+    """The venue never accepted the order; nothing traded.
+
+    ``withdrawn``: it never left this process, because its cancel came while it waited behind
+    the rate limits: the outcome a cancel asked for, not an error."""
+
+    @property
+    def withdrawn(self) -> bool:
+        return (self.reason or "").startswith(WITHDRAWN_PREFIX)
 
 
 # -- account, market, connector -----------------------------------------------------------------

@@ -37,7 +37,13 @@ from marketlink.core.budget import BudgetChecker, OrderCandidate
 from marketlink.core.client_ids import ClientOrderIdFactory
 from marketlink.core.enums import OrderType, Side, TimeInForce
 from marketlink.core.errors import MarketlinkError, UnknownSymbol
-from marketlink.core.events import OrderCreated, OrderEvent, OrderFailed, TerminalOrderEvent
+from marketlink.core.events import (
+    WITHDRAWN_PREFIX,
+    OrderCreated,
+    OrderEvent,
+    OrderFailed,
+    TerminalOrderEvent,
+)
 from marketlink.core.fees import TradeFee
 from marketlink.core.market import BalanceUpdate, VenueOrder
 from marketlink.core.orders import (
@@ -127,7 +133,7 @@ class OrderCounters:
     refusals: dict[str, int] = field(default_factory=dict)  # tracker refusals seen, by kind
 
 
-_WITHDRAWN: Final = "withdrawn: cancelled while it waited behind the rate limits, never sent"
+_WITHDRAWN: Final = f"{WITHDRAWN_PREFIX} cancelled while it waited behind the rate limits, never sent"
 _STOPPED_UNSENT: Final = "not sent: the connector stopped while it waited behind the rate limits"
 
 

@@ -228,7 +228,7 @@ class StrategyContext:
         if isinstance(event, OrderFilled):
             self._pnl.add(connector, event)
         elif isinstance(event, TerminalOrderEvent):
-            if isinstance(event, OrderFailed):
+            if isinstance(event, OrderFailed) and not event.withdrawn:  # a withdrawal is what we asked
                 self.orders_failed += 1
             del self._own[cid]
             self._ended[cid] = connector

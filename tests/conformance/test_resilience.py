@@ -208,7 +208,7 @@ async def test_an_order_cancelled_while_it_waits_behind_a_back_off_is_never_sent
     await _queued(world, 1)
     conn.cancel(PAIR, queued)
     failed = await world.ended(queued)
-    assert isinstance(failed, OrderFailed) and (failed.reason or "").startswith("withdrawn")
+    assert isinstance(failed, OrderFailed) and failed.withdrawn  # what the cancel asked, not an error
     # Not yet started when its cancel came (same loop step), and cancelled by cancel_all.
     unstarted = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("44000"))
     conn.cancel(PAIR, unstarted)
@@ -270,5 +270,6 @@ async def test_an_order_still_waiting_behind_a_back_off_at_stop_ends_unsent(lab:
     await _queued(world, 1)
     await conn.stop()
     [failed] = world.rec.of(OrderFailed, cid)
-    assert (failed.reason or "").startswith("not sent") and world.placements_received(cid) == 0
+    assert (failed.reason or "").startswith("not sent") and not failed.withdrawn
+    assert world.placements_received(cid) == 0
     assert world.rec.kinds(cid) == ["OrderFailed"]

@@ -11,7 +11,7 @@ from strategy_fakes import PAIR, FakeConnector
 
 from marketlink.core.enums import OrderType, PositionAction, Side
 from marketlink.core.errors import ConfigError
-from marketlink.core.events import OrderCreated, OrderFilled
+from marketlink.core.events import WITHDRAWN_PREFIX, OrderCreated, OrderFilled
 from marketlink.core.fees import FeeKind, TokenAmount, TradeFee
 from marketlink.net.clock import VirtualClock
 from marketlink.strategy.api import Strategy, StrategyContext, StrategyEvent
@@ -253,6 +253,10 @@ async def test_pnl_keeps_third_token_fees_apart_and_failed_orders_are_counted() 
     assert pnl.other_fees == (TokenAmount("BNB", D("0.01")),)
     assert runner.ctx.orders_failed == 1 and not runner.ctx.is_own(bad)
     assert runner.ctx.cancel(bad) is False
+    # Withdrawn by its cancel before it was sent: what the strategy asked for, not a failure.
+    pulled = runner.ctx.buy("main", PAIR, D("1"), OrderType.LIMIT, D("1"))
+    conn.fail(pulled, reason=f"{WITHDRAWN_PREFIX} cancelled while it waited")
+    assert runner.ctx.orders_failed == 1 and not runner.ctx.is_own(pulled)
     await runner.stop()
 
 

@@ -164,6 +164,12 @@ class Exchange:
         self.ledger.require(account)
         return self.ledger.balances(account)
 
+    def balances_changed_at(self, account: str) -> int:
+        """When ``account``'s balances last changed (ms; 0 if never): what Binance's account
+        endpoint reports as ``updateTime``, the instant its balances are true as of."""
+        self.ledger.require(account)
+        return self._settle.last_change.get(account, 0)
+
     def balance(self, account: str, asset: str) -> AssetBalance:
         self.ledger.require(account)
         return self.ledger.balance(account, asset)

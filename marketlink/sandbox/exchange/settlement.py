@@ -35,6 +35,8 @@ class Settlement:
     def __init__(self, ledger: Ledger, bus: EventBus) -> None:
         self._ledger = ledger
         self._bus = bus
+        #: account -> when its balances last changed (ms): Binance's account ``updateTime``
+        self.last_change: dict[str, int] = {}
 
     def execute(
         self, m: MarketState, taker: Order, plan: MatchPlan, now: int
@@ -206,6 +208,7 @@ class Settlement:
         """Close an operation: one balance event per changed account, top-of-book changes, then
         deliver everything queued."""
         for account, balances in self._ledger.take_changes():
+            self.last_change[account] = now
             self._bus.private(AccountEvent(account, now, balances))
         for m in markets:
             top = m.top()

@@ -256,6 +256,22 @@ async def test_account_shape(h: Harness) -> None:
     assert r.body["code"] == -1100
 
 
+async def test_account_update_time_is_when_its_balances_last_changed(h: Harness) -> None:
+    """Not the time of the request: a client compares it with its pushes' times to tell whether
+    the snapshot already holds a change it was told of."""
+    before = (await h.signed("GET", "/api/v3/account", {})).body["updateTime"]
+    h.wall.now += 1_000
+    placed_at = h.now
+    placed = await h.order({"symbol": BTC, "side": "SELL", "type": "LIMIT", "timeInForce": "GTC",
+                            "quantity": "0.1", "price": "31000"})  # locks BTC: a change
+    assert placed.body["status"] == "NEW", placed.body
+    h.wall.now += 5_000
+    r = await h.signed("GET", "/api/v3/account", {})
+    assert r.body["updateTime"] == placed_at > before
+    h.wall.now += 5_000
+    assert (await h.signed("GET", "/api/v3/account", {})).body["updateTime"] == placed_at
+
+
 async def test_new_order_full_result_ack(h: Harness) -> None:
     await rest_ask(h, "30000", "0.5")
     r = await h.order(

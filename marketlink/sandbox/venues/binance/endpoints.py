@@ -228,7 +228,8 @@ class Operations:
             balances = tuple(b for b in balances if b.free or b.locked)
         maker, taker = self._fee_rates(account)
         uid = self.config.account_uid_base + zlib.crc32(account.encode()) % 100_000_000
-        return views.account(balances, maker, taker, can_trade=call.can_trade, update_time=call.now, uid=uid)
+        changed = self.exchange.balances_changed_at(account)  # not "now": the balances' own time
+        return views.account(balances, maker, taker, can_trade=call.can_trade, update_time=changed, uid=uid)
 
     def _fee_rates(self, account: str) -> tuple[Decimal, Decimal]:
         first = self.exchange.symbols[0] if self.exchange.symbols else None

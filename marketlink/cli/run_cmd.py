@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -336,7 +337,7 @@ class Session:
     async def _start(self, home: Path) -> bool:
         """Sandbox, journal, connectors (with progress), runner. False when stopped meanwhile."""
         import marketlink
-        from marketlink.client.bans import ban_until
+        from marketlink.client.bans import BANS_FILE, ban_until
         from marketlink.client.home import journal_path
         from marketlink.engine.context import ConnectorConfig
         from marketlink.journal import Journal
@@ -376,12 +377,20 @@ class Session:
             self.connectors[name] = conn
             self.recorders.append(self.journal.attach(conn, record.bot_id))
             conn.bus.subscribe_callback(self.tally.on_event)
+            if self.sandbox is None:  # a ban is written down the moment it is seen: a kill may follow
+                conn.bus.subscribe_callback(functools.partial(self._on_status, conn))
             # A bot on a real venue takes back the orders its last run left open; the embedded
             # sandbox is new every run, so what an old run left there no longer exists.
             restore = [] if self.sandbox is not None else self.journal.restore_orders(record.bot_id,
                                                                                       conn.name)
             # A ban an earlier run of this machine saw still holds: start sends nothing before it.
             banned = None if self.sandbox is not None else ban_until(home, conn.ctx.endpoints.rest)
+            if banned is not None:
+                self.console.print(
+                    f"{name}: IP ban on {conn.ctx.endpoints.rest} until "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(banned))}, recorded in "
+                    f"{home / BANS_FILE} by an earlier run: not starting"
+                )
             starts.append(asyncio.create_task(
                 conn.start(restore=restore, timeout=self.start_timeout, banned_until=banned)
             ))
@@ -476,8 +485,17 @@ class Session:
 
     # -- stop ---------------------------------------------------------------------------------------
 
+    def _on_status(self, conn: SpotConnector, event: object) -> None:
+        """A status change is how a ban shows (the ``trading`` part): record it at once, not at
+        shutdown, which a SIGKILL after a grace period may never let finish."""
+        from marketlink.core.events import ConnectorStatusChanged
+
+        if isinstance(event, ConnectorStatusChanged) and conn.ip_ban_until() is not None:
+            self._record_ban(conn)
+
     def _record_ban(self, conn: SpotConnector) -> None:
-        """Carry an IP ban this run saw (or its end) to the next run on this machine."""
+        """Carry an IP ban this run saw to the next run on this machine (add-only: a connector
+        that saw none must not erase what another one saw)."""
         from marketlink.client.bans import record_ban
         from marketlink.client.home import marketlink_home
 

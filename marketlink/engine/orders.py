@@ -65,6 +65,7 @@ from marketlink.net.errors import (
     IpBanned,
     MalformedMessage,
     OrderNotFound,
+    OrderRateLimited,
     Transient,
     VenueError,
 )
@@ -371,9 +372,14 @@ class OrderManager:
                 # or an id the venue already holds (our own first attempt, if anything).
                 self._unknown(order, f"{type(exc).__name__}: {exc}")
                 return
-            except IpBanned as exc:
-                self._rejected(order, f"IP banned, order not sent or refused: {exc}")
-                self._ban_reason()
+            except (IpBanned, OrderRateLimited) as exc:  # the venue's, or the breaker's (local)
+                label = "IP banned" if isinstance(exc, IpBanned) else "order-count limit"
+                if exc.local:
+                    self.counters.refused_locally += 1
+                    self._fail(order, f"{label}, not sent: {type(exc).__name__}: {exc}")
+                else:
+                    self._rejected(order, f"{label}, refused by the venue: {type(exc).__name__}: {exc}")
+                self._ban_reason()  # the status part says so until it ends
                 return
             except ClockSkew as exc:
                 self._rejected(order, f"timestamp outside the venue's window, not executed: {exc}")
@@ -433,22 +439,35 @@ class OrderManager:
         self._publish(self.ctx.tracker.mark_unknown(order.client_order_id, self.ctx.now(), reason))
         self._attention()
 
-    # -- the IP ban circuit breaker -------------------------------------------------------------
+    # -- the circuit breaker: an IP ban, or the account's order-count limit -------------------
+
+    def _blocked_until(self) -> tuple[float, str] | None:
+        """The later end of what refuses new orders now (a ban, an order-count hold), and which."""
+        throttler = self.ctx.throttler
+        ends = [
+            (until, what)
+            for until, what in ((throttler.banned_until, "IP banned"),
+                                (throttler.orders_held_until, "order-count limit"))
+            if until is not None
+        ]
+        return max(ends) if ends else None
 
     def _ban_reason(self) -> str | None:
-        """While an IP ban holds, new orders fail at once (market data goes on); the status part
-        ``trading`` says so until the ban ends, then reports trading resumed."""
-        ctx = self.ctx
-        until = ctx.throttler.banned_until
-        if until is None:
+        """While an IP ban or the venue's order-count limit holds, new orders fail at once
+        (market data, reads and cancels go on); the status part ``trading`` says so until it
+        ends, then reports trading resumed."""
+        blocked = self._blocked_until()
+        if blocked is None:
             return None
+        ctx = self.ctx
+        until, what = blocked
         left = until - ctx.clock.time()
         if not self._ban_watch:
             self._ban_watch = True
-            ctx.status.fail(TRADING_PART, f"IP banned: new orders refused for {left:.0f}s")
-            log.warning("%s: IP banned for %.0fs: new orders are refused", ctx.venue.name, left)
+            ctx.status.fail(TRADING_PART, f"{what}: new orders refused for {left:.0f}s")
+            log.warning("%s: %s for %.0fs: new orders are refused", ctx.venue.name, what, left)
             ctx.supervisor.spawn("ban_watch", self._watch_ban, restart=False)
-        return f"IP banned for {left:.1f}s more: new orders refused"
+        return f"{what} for {left:.1f}s more: new orders refused"
 
     def note_ban(self) -> None:
         """The throttler opened its circuit breaker: set the status part and watch for the end,
@@ -458,12 +477,12 @@ class OrderManager:
     async def _watch_ban(self) -> None:
         ctx = self.ctx
         try:
-            while (until := ctx.throttler.banned_until) is not None:
-                await ctx.clock.sleep(max(0.0, until - ctx.clock.time()))
+            while (blocked := self._blocked_until()) is not None:
+                await ctx.clock.sleep(max(0.0, blocked[0] - ctx.clock.time()))
         finally:
             self._ban_watch = False
-        ctx.status.ok(TRADING_PART, "trading resumed after the IP ban")
-        log.warning("%s: IP ban over: trading resumed", ctx.venue.name)
+        ctx.status.ok(TRADING_PART, "trading resumed")
+        log.warning("%s: new orders accepted again: trading resumed", ctx.venue.name)
 
     # -- cancelling -----------------------------------------------------------------------------
 
@@ -794,11 +813,18 @@ class OrderManager:
         self._accepting = False
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Let in-flight requests finish (their answers are applied), then cancel what is left
-        after ``timeout`` seconds (default: the request timeout). New orders and cancels are
-        refused from the start."""
+        """Withdraw placements not yet sent, let in-flight requests finish (their answers are
+        applied), then cancel what is left after ``timeout`` seconds (default: the request
+        timeout). New orders and cancels are refused from the start."""
         self._accepting = False
         self._stopped = True
+        # A placement still waiting behind the rate limits has not left: it must not go out now,
+        # at a price chosen before the stop, with nobody left to follow it (it ends FAILED, not
+        # sent). Only what is on the wire is waited for.
+        for cid in list(self._unsent):
+            placing = self._placing.get(cid)
+            if placing is not None:
+                placing.cancel()
         bound = self.ctx.config.request_timeout if timeout is None else timeout
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:

@@ -840,6 +840,11 @@ class Throttler:
         self._scan()  # reads held behind the refused orders may go now
 
     @property
+    def orders_held_until(self) -> float | None:
+        """End of the order-count hold (``hold_orders``) on the clock's time line, or ``None``."""
+        return self._orders_held_until if self._clock.time() < self._orders_held_until else None
+
+    @property
     def banned_until(self) -> float | None:
         """End of the ban on the clock's time line (monotonic seconds), or ``None`` when none holds."""
         return self._banned_until if self._clock.time() < self._banned_until else None

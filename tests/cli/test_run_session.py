@@ -22,6 +22,7 @@ from marketlink.cli.main import app
 from marketlink.cli.run_cmd import EXIT_STRATEGY_FAILED, Session, journal_identities
 from marketlink.client.bans import ban_until, record_ban
 from marketlink.core.credentials import Credentials
+from marketlink.core.events import ConnectorStatusChanged, OrderCreated
 from marketlink.core.orders import OrderState
 from marketlink.engine.orders import CancelOutcome, CancelResult
 from marketlink.journal import Journal
@@ -259,3 +260,17 @@ async def test_a_ban_an_earlier_run_saw_refuses_the_next_start_and_stays_recorde
         assert recorded is not None and abs(recorded - until) < 5  # kept for the run after
     finally:
         await sandbox.stop()
+
+
+def test_a_ban_is_recorded_the_moment_it_shows_in_the_status(tmp_path: Path) -> None:
+    """Not at shutdown only: a SIGKILL after a grace period would lose it."""
+    session, _ = _session()
+    session.home = tmp_path
+    until = time.time() + 120
+    conn = SimpleNamespace(name="binance", ip_ban_until=lambda: until,
+                           ctx=SimpleNamespace(endpoints=SimpleNamespace(rest="https://api.binance.com")))
+    session._on_status(conn, OrderCreated.__new__(OrderCreated))  # type: ignore[arg-type]  # not a status
+    assert ban_until(tmp_path, "https://api.binance.com") is None
+    changed = ConnectorStatusChanged(time.time(), "binance", False, (("trading", "IP banned"),))
+    session._on_status(conn, changed)  # type: ignore[arg-type]
+    assert ban_until(tmp_path, "https://api.binance.com") == until

@@ -237,9 +237,13 @@ async def test_the_order_count_limit_holds_new_orders_only(lab: Lab) -> None:
     over = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("42000"))
     refused = await world.ended(over)
     assert isinstance(refused, OrderFailed) and "OrderRateLimited" in (refused.reason or "")
+    trading = conn.status()[TRADING_PART]  # said where a user looks, as a ban is
+    assert not trading.ready and "order-count limit" in trading.detail
+    refused_here = conn.orders.counters.refused_locally
     later = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("42000"))
     held = await world.ended(later)
     assert isinstance(held, OrderFailed) and world.placements_received(later) == 0  # refused here
+    assert conn.orders.counters.refused_locally == refused_here + 1
     await conn.refresh_balances()  # reads are not held back
     results = await conn.cancel_all(timeout=WAIT)
     assert sorted(r.client_order_id for r in results if r.success) == sorted(resting)
@@ -260,11 +264,12 @@ async def test_a_cancel_refused_for_its_timestamp_is_sent_again_after_the_resync
 
 
 async def test_an_order_still_waiting_behind_a_back_off_at_stop_ends_unsent(lab: Lab) -> None:
-    """Stopping cancels what is left after the grace period: an order that never left is known
-    not to exist at the venue (FAILED), not an unknown to query after a restart."""
-    world = await lab.world(request_timeout=0.5)
+    """An order that never left is withdrawn at once: not sent when the back-off ends within the
+    stop's grace period (a price chosen before the stop, nobody left to follow it), and known not
+    to exist at the venue (FAILED), not an unknown to query after a restart."""
+    world = await lab.world(request_timeout=WAIT)  # a grace period longer than the back-off
     conn = world.conn
-    world.sb.faults.fail_requests(1, status=429, path_prefix=world.venue.ping_path, retry_after_s=600)
+    world.sb.faults.fail_requests(1, status=429, path_prefix=world.venue.ping_path, retry_after_s=1)
     assert not await conn.check_network()
     cid = conn.buy(PAIR, D("0.01"), OrderType.LIMIT, D("45000"))
     await _queued(world, 1)

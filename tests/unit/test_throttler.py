@@ -753,6 +753,7 @@ async def test_an_order_hold_refuses_new_and_queued_orders_and_nothing_else() ->
     await clock.wait_for_sleepers(1)
     assert thr.waiting == 2
     thr.hold_orders(30)
+    assert thr.orders_held_until == 30.0
     with pytest.raises(OrderRateLimited) as info:
         await queued
     assert info.value.local and info.value.retry_after == 30.0
@@ -761,6 +762,7 @@ async def test_an_order_hold_refuses_new_and_queued_orders_and_nothing_else() ->
         await thr.acquire(c("O"), is_order=True)
     assert thr.banned_until is None  # not a ban
     clock.advance(30)
+    assert thr.orders_held_until is None
     await thr.acquire(c("O"), is_order=True)
     for bad in (-1.0, math.inf):
         with pytest.raises(ValueError):

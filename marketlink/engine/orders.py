@@ -177,7 +177,6 @@ class OrderManager:
         self._locked: dict[str, Decimal] = {}  # their sum per token
         self._placing: dict[str, asyncio.Task[None]] = {}
         self._unsent: set[str] = set()  # placing, and not yet handed to the socket
-        self._withdrawn: set[str] = set()  # unsent placements a cancel called back
         self._cancelling: dict[str, asyncio.Task[CancelResult | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._terminal: dict[str, list[asyncio.Future[None]]] = {}
@@ -343,70 +342,69 @@ class OrderManager:
         sent, so the order is known not to exist at the venue. Runs before anyone awaiting the
         task resumes (its first done callback)."""
         cid = order.client_order_id
-        unsent, withdrawn = cid in self._unsent, cid in self._withdrawn
+        unsent = cid in self._unsent
         self._unsent.discard(cid)
-        self._withdrawn.discard(cid)
         self._placing.pop(cid, None)
         if unsent and task.cancelled() and order.state is OrderState.PENDING_CREATE:
-            self._fail(order, _WITHDRAWN if withdrawn else _STOPPED_UNSENT)
+            # Only a cancel or the stop cancels a placement; cancels are refused once stopping.
+            if self._stopped:
+                self._fail(order, _STOPPED_UNSENT)
+            else:
+                self.counters.withdrawn += 1
+                self._fail(order, _WITHDRAWN)
 
     async def _send(self, order: InFlightOrder) -> None:
         ctx = self.ctx
         cid = order.client_order_id
         try:
-            try:
-                request = ctx.codec.place_order_request(order, ctx.symbol(order.trading_pair))
-            except Exception as exc:  # a codec or symbol bug: nothing was sent
-                log.exception("%s: could not build the placement of %s", ctx.venue.name, cid)
-                self._fail(order, f"request not built: {type(exc).__name__}: {exc}")
-                return
-            self.counters.placed += 1
-            try:
-                payload = await ctx.http.request(request, on_send=lambda: self._unsent.discard(cid))
-            except asyncio.CancelledError:
-                if cid not in self._unsent:  # on its way or sent: only a query can tell
-                    self._unknown(order, "placement interrupted (connector stopping)")
-                raise  # not sent: _placement_done settles it
-            except (Transient, DuplicateOrder, MalformedMessage) as exc:
-                # Maybe executed: a timeout, a dropped connection, a 5xx, an unreadable answer,
-                # or an id the venue already holds (our own first attempt, if anything).
-                self._unknown(order, f"{type(exc).__name__}: {exc}")
-                return
-            except (IpBanned, OrderRateLimited) as exc:  # the venue's, or the breaker's (local)
-                label = "IP banned" if isinstance(exc, IpBanned) else "order-count limit"
-                if exc.local:
-                    self.counters.refused_locally += 1
-                    self._fail(order, f"{label}, not sent: {type(exc).__name__}: {exc}")
-                else:
-                    self._rejected(order, f"{label}, refused by the venue: {type(exc).__name__}: {exc}")
-                self._ban_reason()  # the status part says so until it ends
-                return
-            except ClockSkew as exc:
-                self._rejected(order, f"timestamp outside the venue's window, not executed: {exc}")
-                return
-            except VenueError as exc:  # the venue said no: rules, funds, rate limit, auth
-                self._rejected(order, f"{type(exc).__name__}: {exc}")
-                return
-            except MarketlinkError as exc:  # raised before sending (configuration)
-                self._fail(order, f"not sent: {type(exc).__name__}: {exc}")
-                return
-            except Exception as exc:  # unexpected: we cannot tell whether it went out
-                log.exception("%s: placement of %s failed unexpectedly", ctx.venue.name, cid)
-                self._unknown(order, f"{type(exc).__name__}: {exc}")
-                return
-            try:
-                result = ctx.codec.parse_place_order(payload, order)
-            except Exception as exc:  # accepted (2xx) but unreadable: a query settles it
-                log.warning("%s: unreadable placement answer for %s: %s", ctx.venue.name, cid, exc)
-                self._unknown(order, f"answer unreadable: {type(exc).__name__}: {exc}")
-                return
-            self.apply_updates([result.update, *result.trades])
-        finally:
-            self._placing.pop(cid, None)
+            request = ctx.codec.place_order_request(order, ctx.symbol(order.trading_pair))
+        except Exception as exc:  # a codec or symbol bug: nothing was sent
+            log.exception("%s: could not build the placement of %s", ctx.venue.name, cid)
+            self._fail(order, f"request not built: {type(exc).__name__}: {exc}")
+            return
+        self.counters.placed += 1
+        try:
+            payload = await ctx.http.request(request, on_send=lambda: self._unsent.discard(cid))
+        except asyncio.CancelledError:
+            if cid not in self._unsent:  # on its way or sent: only a query can tell
+                self._unknown(order, "placement interrupted (connector stopping)")
+            raise  # not sent: _placement_done settles it
+        except (Transient, DuplicateOrder, MalformedMessage) as exc:
+            # Maybe executed: a timeout, a dropped connection, a 5xx, an unreadable answer,
+            # or an id the venue already holds (our own first attempt, if anything).
+            self._unknown(order, f"{type(exc).__name__}: {exc}")
+            return
+        except (IpBanned, OrderRateLimited) as exc:  # the venue's, or the breaker's (local)
+            label = "IP banned" if isinstance(exc, IpBanned) else "order-count limit"
+            if exc.local:
+                self.counters.refused_locally += 1
+                self._fail(order, f"{label}, not sent: {type(exc).__name__}: {exc}")
+            else:
+                self._rejected(order, f"{label}, refused by the venue: {type(exc).__name__}: {exc}")
+            self._ban_reason()  # the status part says so until it ends
+            return
+        except ClockSkew as exc:
+            self._rejected(order, f"timestamp outside the venue's window, not executed: {exc}")
+            return
+        except VenueError as exc:  # the venue said no: rules, funds, rate limit, auth
+            self._rejected(order, f"{type(exc).__name__}: {exc}")
+            return
+        except MarketlinkError as exc:  # raised before sending (configuration)
+            self._fail(order, f"not sent: {type(exc).__name__}: {exc}")
+            return
+        except Exception as exc:  # unexpected: we cannot tell whether it went out
+            log.exception("%s: placement of %s failed unexpectedly", ctx.venue.name, cid)
+            self._unknown(order, f"{type(exc).__name__}: {exc}")
+            return
+        try:
+            result = ctx.codec.parse_place_order(payload, order)
+        except Exception as exc:  # accepted (2xx) but unreadable: a query settles it
+            log.warning("%s: unreadable placement answer for %s: %s", ctx.venue.name, cid, exc)
+            self._unknown(order, f"answer unreadable: {type(exc).__name__}: {exc}")
+            return
+        self.apply_updates([result.update, *result.trades])
 
     def _fail(self, order: InFlightOrder, reason: str) -> None:
-        if reason == _WITHDRAWN:
-            self.counters.withdrawn += 1
         self._publish(self.ctx.tracker.process_order_update(self._failed_update(order, reason)))
 
     def _rejected(self, order: InFlightOrder, reason: str) -> None:
@@ -520,7 +518,6 @@ class OrderManager:
             if cid in self._unsent:
                 # Still waiting behind the rate limits (a back-off can last a minute): called
                 # back, it never goes out; sent later it could fill at a price long stale.
-                self._withdrawn.add(cid)
                 placing.cancel()
             await asyncio.wait([placing])  # however it ends
         if order.is_terminal:

@@ -490,6 +490,11 @@ class ThrottleState:
         return {limit_id: self.pool_usage(limit_id, now) for limit_id in self._tracks}
 
 
+def _check_seconds(seconds: float, what: str) -> None:
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what} needs finite, non-negative seconds, got {seconds!r}")
+
+
 #: How far under ``near_limit`` a pool must drain before its warning can fire again.
 REARM_MARGIN = 0.05
 
@@ -795,8 +800,7 @@ class Throttler:
 
     def back_off(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (a 429's ``Retry-After``); never shortens one."""
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"back-off needs finite, non-negative seconds, got {seconds!r}")
+        _check_seconds(seconds, "back-off")
         self._backoff_until = max(self._backoff_until, self._clock.time() + seconds)
         if self._queue:
             self._scan()
@@ -804,8 +808,7 @@ class Throttler:
     def ban(self, seconds: float) -> None:
         """Refuse orders for ``seconds`` (a 418), queued ones at once. Reads are not refused: the
         caller decides whether they wait (``back_off``), since only it knows what the venue banned."""
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"ban needs finite, non-negative seconds, got {seconds!r}")
+        _check_seconds(seconds, "ban")
         now = self._clock.time()
         self._banned_until = max(self._banned_until, now + seconds)
         if self._on_ban is not None and now < self._banned_until:
@@ -820,8 +823,7 @@ class Throttler:
         """Refuse orders for ``seconds`` (the venue's order-count limit, Binance -1015), queued
         ones at once; every other request goes on. An order queued past that limit would only
         go out late, at a stale price, or be refused again; the strategy decides what to do."""
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"order hold needs finite, non-negative seconds, got {seconds!r}")
+        _check_seconds(seconds, "order hold")
         now = self._clock.time()
         self._orders_held_until = max(self._orders_held_until, now + seconds)
         if now < self._orders_held_until:

@@ -756,8 +756,9 @@ def _error(status: int, headers: Mapping[str, str], payload: Any) -> VenueError:
     where: dict[str, Any] = {"code": code, "status": status, "venue": NAME}
     if status == 418:
         return IpBanned(msg, retry_after=_retry_after(headers), **where)
-    if status == 429:  # the weight's, or the account's order count (-1015): only orders wait
-        limited: type[RateLimited] = OrderRateLimited if code == -1015 else RateLimited
+    if status == 429:  # the weight's, or by its code the account's order count (-1015)
+        kind = ERROR_CODES.get(code, RateLimited) if code is not None else RateLimited
+        limited = kind if issubclass(kind, RateLimited) else RateLimited
         return limited(msg, retry_after=_retry_after(headers), **where)
     if status >= 500:
         return ServerError(msg, **where)
